@@ -1,0 +1,61 @@
+"""concmon: live, exact per-endpoint concurrency monitoring for Python web services.
+
+The core is framework-agnostic; ``concmon_fastapi`` and ``concmon_flask`` wire it into apps.
+"""
+
+from concmon.hookspecs import hookimpl
+from concmon.monitor import (
+    OVERFLOW_NAME,
+    ConcurrencyMonitor,
+    Outcome,
+    QueueWait,
+    Ticket,
+    Tracked,
+    outcome_for,
+)
+from concmon.runtime import (
+    Runtime,
+    get_monitor,
+    get_runtime,
+    init_monitor,
+    shutdown_monitor,
+    track_task,
+)
+from concmon.settings import ConfigError, Settings, load_settings
+from concmon.snapshot import (
+    SCHEMA,
+    EndpointStats,
+    QueueStats,
+    Snapshot,
+    SnapshotFormatError,
+    SystemStats,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OVERFLOW_NAME",
+    "SCHEMA",
+    "ConcurrencyMonitor",
+    "ConfigError",
+    "EndpointStats",
+    "Outcome",
+    "QueueStats",
+    "QueueWait",
+    "Runtime",
+    "Settings",
+    "Snapshot",
+    "SnapshotFormatError",
+    "SystemStats",
+    "Ticket",
+    "Tracked",
+    "__version__",
+    "get_monitor",
+    "get_runtime",
+    "hookimpl",
+    "init_monitor",
+    "load_settings",
+    "outcome_for",
+    "shutdown_monitor",
+    "track_task",
+]

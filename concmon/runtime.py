@@ -1,0 +1,215 @@
+"""The process-wide monitor: creating it, starting its reporter, shutting it down.
+
+``init_monitor()`` and ``get_monitor()`` are idempotent and safe from any thread, so an adapter,
+the application and a library can all call them without coordinating. After ``fork()`` (gunicorn
+``--preload``, multiprocessing) the child gets fresh counters under its own pid and, if the
+parent was reporting, a reporter thread of its own: threads do not survive a fork.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from concmon.monitor import ConcurrencyMonitor, outcome_for
+from concmon.plugins import PluginHost
+from concmon.reporter import Reporter
+from concmon.settings import Settings, load_settings
+from concmon.snapshot import Snapshot
+from concmon.system import SystemSampler
+
+logger = logging.getLogger("concmon")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Runtime:
+    """What ``init_monitor`` set up: the settings in force, the plugins and the reporter."""
+
+    settings: Settings
+    monitor: ConcurrencyMonitor
+    plugins: PluginHost
+    reporter: Reporter
+
+
+_lock = threading.RLock()
+_monitor: ConcurrencyMonitor | None = None
+_runtime: Runtime | None = None
+_atexit_registered = False
+
+
+def _new_monitor(settings: Settings) -> ConcurrencyMonitor:
+    return ConcurrencyMonitor(enabled=settings.enabled, max_endpoints=settings.max_endpoints)
+
+
+def get_monitor() -> ConcurrencyMonitor:
+    """The process's monitor, created from the environment on first use.
+
+    Counting works without :func:`init_monitor`; reporting (sinks, the reporter thread) starts
+    only once ``init_monitor`` has been called.
+    """
+    global _monitor
+    monitor = _monitor
+    if monitor is None:
+        with _lock:
+            if _monitor is None:
+                _monitor = _new_monitor(load_settings())
+            monitor = _monitor
+    return monitor
+
+
+def get_runtime() -> Runtime | None:
+    """The running set-up, or ``None`` before :func:`init_monitor` / after shutdown."""
+    return _runtime
+
+
+def _configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.effective_log_level.upper())
+    logger.setLevel(level)
+    if settings.debug and not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+
+def init_monitor(
+    settings: Settings | None = None,
+    *,
+    start_reporter: bool = True,
+    **overrides: Any,
+) -> ConcurrencyMonitor:
+    """Read the settings, load the sinks and start the reporter; returns the monitor.
+
+    Calling it again returns the same monitor and changes nothing. ``overrides`` take setting
+    field names (``update_interval=1.0``, ``sinks=("jsonl",)``) ahead of the environment. A bad
+    value raises :class:`concmon.ConfigError` naming the variable.
+    """
+    global _monitor, _runtime, _atexit_registered
+    with _lock:
+        if _runtime is not None:
+            return _runtime.monitor
+        if settings is None:
+            settings = load_settings(**overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        _configure_logging(settings)
+        monitor = _monitor
+        if monitor is None or monitor.max_endpoints != settings.max_endpoints:
+            monitor = _monitor = _new_monitor(settings)
+        monitor.enabled = settings.enabled
+        for group in (monitor.http, monitor.websocket, monitor.background):
+            group.enabled = settings.enabled
+        plugins = PluginHost(settings, monitor)
+        sampler = SystemSampler() if settings.system_metrics else None
+        reporter = Reporter(monitor, plugins, settings.update_interval, sampler)
+        _runtime = Runtime(settings, monitor, plugins, reporter)
+        if settings.enabled:
+            plugins.load_configured()
+            if start_reporter:
+                reporter.start()
+        logger.debug(
+            "concmon: monitor started (interval %.3gs, sinks: %s)",
+            settings.update_interval,
+            ", ".join(plugins.names()) or "none",
+        )
+        if not _atexit_registered:
+            atexit.register(shutdown_monitor)
+            _atexit_registered = True
+        return monitor
+
+
+def shutdown_monitor(timeout: float | None = None) -> Snapshot | None:
+    """Stop the reporter and hand the final snapshot to every sink; returns it.
+
+    Safe to call more than once (later calls return ``None``). Counting keeps working after
+    shutdown; only reporting stops. ``init_monitor`` may start it again.
+    """
+    global _runtime
+    with _lock:
+        runtime = _runtime
+        _runtime = None
+    if runtime is None:
+        return None
+    if not runtime.settings.enabled:
+        return runtime.monitor.snapshot()
+    return runtime.reporter.stop(timeout)
+
+
+def _reset_for_tests() -> None:
+    """Forget the process-wide monitor (tests only: counts and plugins are dropped)."""
+    global _monitor
+    shutdown_monitor()
+    with _lock:
+        _monitor = None
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()
+    runtime = _runtime
+    if runtime is not None and runtime.settings.enabled and runtime.reporter._thread is not None:
+        runtime.reporter.restart_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@overload
+def track_task(endpoint: Callable[P, R]) -> Callable[P, R]: ...
+
+
+@overload
+def track_task(endpoint: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def track_task(endpoint: str | Callable[..., Any] | None = None) -> Any:
+    """Decorator counting every call of a function as one request to ``endpoint``.
+
+    Works on plain and ``async`` functions; without a name the function's qualified name is
+    used. Exceptions count as failed and cancellation as cancelled; both propagate unchanged.
+    The process monitor is looked up at call time, so disabling the monitor disables this too.
+    """
+    if callable(endpoint):
+        return track_task(None)(endpoint)
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        name = endpoint if endpoint is not None else fn.__qualname__
+        if inspect.iscoroutinefunction(fn):
+            afn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                ticket = get_monitor().http.begin(name)
+                try:
+                    result = await afn(*args, **kwargs)
+                except BaseException as exc:
+                    ticket.finish(outcome_for(type(exc)))
+                    raise
+                ticket.finish()
+                return result
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            ticket = get_monitor().http.begin(name)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                ticket.finish(outcome_for(type(exc)))
+                raise
+            ticket.finish()
+            return result
+
+        return wrapper
+
+    return decorate
