@@ -283,7 +283,16 @@ class _Group:
 
 
 class _QueueCounters:
-    __slots__ = ("external", "peak", "tracked", "wait_max", "wait_sum", "waited")
+    __slots__ = (
+        "external",
+        "peak",
+        "tracked",
+        "wait_max",
+        "wait_sum",
+        "wait_sum_all",
+        "waited",
+        "waited_all",
+    )
 
     def __init__(self) -> None:
         self.tracked = 0
@@ -292,6 +301,9 @@ class _QueueCounters:
         self.waited = 0
         self.wait_sum = 0.0
         self.wait_max = 0.0
+        # Never reset by a report: exporters need monotonic counts (a Prometheus summary).
+        self.waited_all = 0
+        self.wait_sum_all = 0.0
 
     def stats(self, reset: bool) -> QueueStats:
         depth = self.tracked + self.external
@@ -533,7 +545,18 @@ class ConcurrencyMonitor:
             q.wait_sum += waited
             if waited > q.wait_max:
                 q.wait_max = waited
+            q.waited_all += 1
+            q.wait_sum_all += waited
         return waited
+
+    def queue_wait_totals(self) -> dict[str, tuple[int, float]]:
+        """Per queue, waits finished and seconds waited since the process started.
+
+        Unlike the snapshot's interval figures these never restart, which is what a counter in
+        an exporter needs.
+        """
+        with self._lock:
+            return {name: (q.waited_all, q.wait_sum_all) for name, q in self._queues.items()}
 
     # -- figures set by adapters ------------------------------------------------------------
 
