@@ -1,0 +1,429 @@
+"""The ``concmon-cli`` command: watch, show, history, export, check, run and demo.
+
+Commands are thin: they parse options, open a source (:mod:`concmon_cli.sources`) and hand
+snapshots to the renderers. Every error a user can cause is a :class:`CliError` or a click
+usage error, printed as one line on stderr with a documented exit code (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from concmon.sinks.jsonl import snapshot_line
+from concmon_cli.durations import parse_since, parse_span
+from concmon_cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_THRESHOLD,
+    EXIT_UNREADABLE,
+    CliError,
+)
+from concmon_cli.render import Footer, Thresholds, make_console, view
+from concmon_cli.sources import FileSource, Kind, UrlSource, open_source
+from concmon_cli.workers import STALE_INTERVALS, WorkerSet, merge
+
+F = TypeVar("F", bound=Callable[..., Any])
+PROG = "concmon-cli"
+
+
+class ConcmonGroup(click.Group):
+    """Turns every error into one line on stderr and an exit code, in and out of tests."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(
+                args, prog_name or PROG, complete_var, standalone_mode=False, **extra
+            )
+        except CliError as exc:
+            _error(str(exc))
+            sys.exit(exc.code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else PROG
+            _error(f"{exc.format_message()} (see '{where} --help')")
+            sys.exit(EXIT_UNREADABLE)
+        except click.ClickException as exc:
+            _error(exc.format_message())
+            sys.exit(EXIT_UNREADABLE)
+        except click.Abort:
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            sys.exit(EXIT_OK)  # the reader (head, grep -m) has seen enough
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+def _error(message: str) -> None:
+    click.echo(f"{PROG}: error: {message}", err=True)
+
+
+def _source_option(fn: F) -> F:
+    fn = click.argument("source", required=False)(fn)
+    fn = click.option(
+        "--format",
+        "kind",
+        type=click.Choice(["auto", "log", "jsonl"]),
+        default="auto",
+        show_default=True,
+        help="How to read a file source (auto: by suffix, then by content).",
+    )(fn)
+    return click.option(
+        "--stale-intervals",
+        type=click.FloatRange(min=1.0),
+        default=STALE_INTERVALS,
+        show_default=True,
+        help="Drop a worker after this many of its intervals without a report.",
+    )(fn)
+
+
+def _display_options(fn: F) -> F:
+    for decorator in reversed(
+        [
+            click.option("--per-worker", is_flag=True, help="A row per worker process as well."),
+            click.option("--no-color", is_flag=True, help="No colours (NO_COLOR also works)."),
+            click.option("--warn-active", type=click.IntRange(min=1), help="Active turns yellow."),
+            click.option("--crit-active", type=click.IntRange(min=1), help="Active turns red."),
+            click.option(
+                "--warn-queue",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Queue depth turns yellow.",
+            ),
+            click.option(
+                "--warn-loop-lag",
+                type=click.FloatRange(min=0.0),
+                default=100.0,
+                show_default=True,
+                help="Loop lag (ms) turns yellow.",
+            ),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+def _open(source: str | None, kind: str, stale_intervals: float) -> FileSource | UrlSource:
+    opened = open_source(source, _kind(kind))
+    if isinstance(opened, FileSource):
+        opened.stale_intervals = stale_intervals
+    return opened
+
+
+def _kind(kind: str) -> Kind:
+    if kind == "log":
+        return "log"
+    if kind == "jsonl":
+        return "jsonl"
+    return "auto"
+
+
+def _thresholds(opts: dict[str, Any]) -> Thresholds:
+    return Thresholds(
+        warn_active=opts["warn_active"],
+        crit_active=opts["crit_active"],
+        warn_queue=opts["warn_queue"],
+        warn_loop_lag_ms=opts["warn_loop_lag"],
+    )
+
+
+@click.group(cls=ConcmonGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="concmon", prog_name=PROG)
+def cli() -> None:
+    """Live per-endpoint concurrency of a web service, from its concmon reports.
+
+    SOURCE is a log file (default logs/concmon.log), a JSON-lines file, or a live
+    http://127.0.0.1:PORT/concurrency URL.
+    """
+
+
+@cli.command()
+@_source_option
+@_display_options
+def show(*, source: str | None, kind: str, stale_intervals: float, **opts: Any) -> int:
+    """The table once, from the latest report (read from the end of the file)."""
+    reading = _open(source, kind, stale_intervals).latest()
+    console = make_console(no_color=opts["no_color"])
+    live = reading.live
+    console.print(
+        view(
+            live,
+            merge(live),
+            Footer(reading.label, reading.skipped, reading.workers.dropped),
+            _thresholds(opts),
+            terminal=console.is_terminal,
+            per_worker=opts["per_worker"],
+        )
+    )
+    return EXIT_OK
+
+
+@cli.command()
+@_source_option
+@_display_options
+@click.option(
+    "--refresh",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between two redraws.",
+)
+@click.option(
+    "--count", type=click.IntRange(min=0), default=0, help="Stop after N redraws (0: never)."
+)
+def watch(
+    *,
+    source: str | None,
+    kind: str,
+    stale_intervals: float,
+    refresh: float,
+    count: int,
+    **opts: Any,
+) -> int:
+    """The live table, redrawn as reports arrive; Ctrl-C to stop.
+
+    A file that does not exist yet is waited for, and a rotated file is followed.
+    """
+    stream = _open(source, kind, stale_intervals).stream(initial=True)
+    label = source or "logs/concmon.log"
+    console = make_console(no_color=opts["no_color"])
+    workers = WorkerSet(stale_intervals)
+    thresholds = _thresholds(opts)
+
+    def frame() -> Any:
+        live = workers.live()
+        info = Footer(label, stream.skipped, workers.dropped, stream.status)
+        return view(
+            live,
+            merge(live) if live else None,
+            info,
+            thresholds,
+            terminal=console.is_terminal,
+            per_worker=opts["per_worker"],
+        )
+
+    drawn = 0
+    try:
+        if console.is_terminal:
+            from rich.live import Live
+
+            with Live(console=console, auto_refresh=False, redirect_stdout=False) as screen:
+                while True:
+                    workers.extend(stream.poll())
+                    screen.update(frame(), refresh=True)
+                    drawn += 1
+                    if count and drawn >= count:
+                        break
+                    time.sleep(refresh)
+        else:
+            last_seen: tuple[object, ...] | None = None
+            while True:
+                workers.extend(stream.poll())
+                state = (tuple(s.timestamp for s in workers.live()), stream.status)
+                if state != last_seen:
+                    if last_seen is not None:
+                        console.print()
+                    console.print(frame())
+                    sys.stdout.flush()
+                    last_seen = state
+                drawn += 1
+                if count and drawn >= count:
+                    break
+                time.sleep(refresh)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends
+    finally:
+        stream.close()
+    return EXIT_OK
+
+
+@cli.command()
+@_source_option
+@click.option("--since", help="Only reports since then: 10m, 1h30m, or an ISO time.")
+@click.option("--endpoint", "-e", help="The series of one endpoint.")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="At most this many rows (reports are grouped into equal time buckets).",
+)
+@click.option("--no-color", is_flag=True, help="No colours (NO_COLOR also works).")
+def history(
+    *,
+    source: str | None,
+    kind: str,
+    stale_intervals: float,
+    since: str | None,
+    endpoint: str | None,
+    rows: int,
+    no_color: bool,
+) -> int:
+    """The series over time, with a sparkline per endpoint for active and peak."""
+    from concmon_cli.history import history_view, series
+
+    cutoff = parse_since(since) if since is not None else None
+    opened = _open(source, kind, stale_intervals)
+    if not isinstance(opened, FileSource):
+        raise CliError("history needs a log or JSON-lines file; a URL only has the present")
+    if cutoff is not None:
+        reports, skipped = opened.reports_since(cutoff)
+    else:
+        generator, decoder = opened.reports()
+        reports = list(generator)
+        skipped = decoder.skipped
+    if not reports:
+        when = f" since {cutoff.isoformat(timespec='seconds')}" if cutoff else ""
+        raise CliError(f"no complete concmon report in {opened.path}{when}")
+    if endpoint is not None and not any(endpoint in r.endpoints for r in reports):
+        raise CliError(f"no endpoint named {endpoint!r} in these reports")
+    points = series(reports, rows, stale_intervals)
+    console = make_console(no_color=no_color)
+    console.print(history_view(points, endpoint, console.is_terminal))
+    footer = f"source {opened.path}  {len(reports)} reports"
+    if skipped:
+        footer += f"  {skipped} unreadable lines skipped"
+    console.print(footer, style="dim")
+    return EXIT_OK
+
+
+@cli.group()
+def export() -> None:
+    """Snapshots for dashboards and scripts (json) or Prometheus (prometheus)."""
+
+
+@export.command("json")
+@_source_option
+@click.option("--since", help="Every report since then, one per line: 10m, 1h, an ISO time.")
+@click.option("--follow", "-f", is_flag=True, help="Then every new report as it arrives.")
+@click.option("--per-worker", is_flag=True, help="The latest report of each worker, not the sum.")
+@click.option(
+    "--count", type=click.IntRange(min=0), default=0, help="With --follow: stop after N reports."
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.05),
+    default=0.25,
+    show_default=True,
+    help="With --follow: seconds between two looks at the source.",
+)
+def export_json(
+    *,
+    source: str | None,
+    kind: str,
+    stale_intervals: float,
+    since: str | None,
+    follow: bool,
+    per_worker: bool,
+    count: int,
+    poll: float,
+) -> int:
+    """The latest snapshot as one JSON line, exactly as the jsonl sink writes it.
+
+    With several workers the line is their sum (pid 0) unless --per-worker is given.
+    """
+    cutoff = parse_since(since) if since is not None else None
+    opened = _open(source, kind, stale_intervals)
+    out = sys.stdout
+    written = 0
+    if cutoff is not None:
+        if not isinstance(opened, FileSource):
+            raise CliError("--since needs a log or JSON-lines file; a URL only has the present")
+        reports, _ = opened.reports_since(cutoff)
+        for report in reports:
+            out.write(snapshot_line(report))
+        written = len(reports)
+    elif not follow:
+        live = opened.latest().live
+        for snapshot in live if per_worker else [merge(live)]:
+            out.write(snapshot_line(snapshot))
+        return EXIT_OK
+    out.flush()
+    if not follow:
+        return EXIT_OK
+    stream = opened.stream(initial=False)
+    try:
+        while not count or written < count:
+            for snapshot in stream.poll():
+                out.write(snapshot_line(snapshot))
+                written += 1
+                if count and written >= count:
+                    break
+            out.flush()
+            if not count or written < count:
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stream.close()
+    return EXIT_OK
+
+
+@cli.command()
+@_source_option
+@click.option("--max-active", type=click.IntRange(min=0), help="Alert above this many active.")
+@click.option("--max-queue", type=click.IntRange(min=0), help="Alert above this queue depth.")
+@click.option(
+    "--max-failed-rate",
+    type=click.FloatRange(min=0.0, max=1.0),
+    help="Alert above this failed/completed ratio (0-1) over the last interval.",
+)
+@click.option(
+    "--max-loop-lag", type=click.FloatRange(min=0.0), help="Alert above this loop lag (ms)."
+)
+@click.option("--max-age", help="Alert when the latest report is older than this (e.g. 30s).")
+def check(
+    *,
+    source: str | None,
+    kind: str,
+    stale_intervals: float,
+    max_active: int | None,
+    max_queue: int | None,
+    max_failed_rate: float | None,
+    max_loop_lag: float | None,
+    max_age: str | None,
+) -> int:
+    """Exit 0 when every figure is within its limit, 1 when one crossed it, 2 when unreadable.
+
+    One status line goes to stdout (OK - ... / CRITICAL - ...), for cron, health checks and
+    alert managers.
+    """
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from concmon_cli.check import Limits, evaluate
+    from concmon_cli.durations import parse_timestamp
+
+    age_limit = parse_span(max_age) if max_age is not None else None
+    reading = _open(source, kind, stale_intervals).latest()
+    verdict = evaluate(
+        reading.workers, Limits(max_active, max_queue, max_failed_rate, max_loop_lag)
+    )
+    crossed = list(verdict.crossed)
+    if age_limit is not None:
+        age = (datetime.now(UTC) - parse_timestamp(verdict.total.timestamp)).total_seconds()
+        if age > age_limit:
+            crossed.append(f"latest report is {age:.0f}s old > {age_limit:g}s")
+    if len(crossed) != len(verdict.crossed):
+        verdict = replace(verdict, crossed=tuple(crossed))
+    click.echo(verdict.line())
+    return EXIT_OK if verdict.ok else EXIT_THRESHOLD
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``concmon-cli`` console script."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name=PROG)
+
+
+if __name__ == "__main__":
+    main()
