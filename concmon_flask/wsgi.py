@@ -1,0 +1,341 @@
+"""Counting for any WSGI application: a request is active until its response is closed.
+
+PEP 3333 ends a request when the server calls ``close()`` on the response iterable, not when
+the application returns it: a streamed body is still being produced long after that. So the
+middleware hands the server a thin wrapper around the application's iterable and finishes the
+request's ticket in ``close()``; a server that never calls ``close()`` is covered too, because
+the wrapper finishes the ticket when it is garbage-collected.
+
+Everything about one request lives in an :class:`Exchange` stored in the WSGI environ, never on
+the middleware, so interleaved requests on many threads cannot mix their data. The environ key
+also means that two counting layers around one app (a plain middleware outside a Flask app that
+counts too) count each request once: the inner one sees the key and stays out of the way.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import ipaddress
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from concmon import ConcurrencyMonitor, Outcome, Ticket, get_monitor, outcome_for
+from concmon.system import SystemSampler
+from concmon_flask.options import Network, Options
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("concmon")
+
+ENVIRON_KEY: Final = "concmon.exchange"
+"""Where the per-request :class:`Exchange` lives in the WSGI environ."""
+
+UNMATCHED_NAME: Final = "<unmatched>"
+"""The one endpoint name every request that matched no route is counted under."""
+
+_OK: Final = Outcome.OK
+_FAILED: Final = Outcome.FAILED
+_CANCELLED: Final = Outcome.CANCELLED
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+
+class Exchange:
+    """One request's state: its ticket, the status it answered with, how it ended.
+
+    It is also the ``start_response`` the application sees (a bound ``__call__`` costs less
+    than a closure per request), so the status is recorded on its way to the server.
+    """
+
+    __slots__ = ("error", "failed_status", "start_response", "status", "ticket")
+
+    def __init__(self, start_response: StartResponse, failed_status: Callable[[int], bool]) -> None:
+        self.start_response = start_response
+        self.failed_status = failed_status
+        self.status: str | None = None
+        self.error: type[BaseException] | None = None
+        self.ticket: Ticket | None = None
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        self.status = status
+        return self.start_response(status, headers, exc_info)
+
+    def outcome(self, body_done: bool) -> Outcome:
+        """How the request ended: an exception, then the status rule, then a dropped client."""
+        error = self.error
+        if error is not None:
+            return outcome_for(error)
+        status = self.status
+        if status is not None:
+            try:
+                code = int(status[:3])
+            except ValueError:
+                code = 0
+            if self.failed_status(code):
+                return _FAILED
+        return _OK if body_done else _CANCELLED
+
+    def end(self, body_done: bool) -> None:
+        ticket = self.ticket
+        if ticket is not None and ticket.open:
+            try:
+                outcome = self.outcome(body_done)
+            except BaseException:
+                # A status rule that raises must not leave the request active forever.
+                ticket.finish(_FAILED)
+                raise
+            ticket.finish(outcome)
+
+
+class Body:
+    """The application's response iterable, finishing the request when it is closed.
+
+    Chunks pass through untouched and unbuffered. Whether the server read the body to the end
+    tells a completed response from a client that went away mid-stream.
+    """
+
+    __slots__ = ("_done", "_exchange", "_inner")
+
+    def __init__(self, inner: Iterable[bytes], exchange: Exchange) -> None:
+        self._inner = inner
+        self._exchange = exchange
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        # A plain loop, not ``yield from``: when this generator is collected after an early
+        # close(), ``yield from`` would close the inner iterable a second time.
+        try:
+            for chunk in self._inner:  # noqa: UP028 (see above)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            if self._exchange.error is None:
+                self._exchange.error = type(exc)
+            raise
+        self._done = True
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            if self._exchange.error is None:
+                self._exchange.error = type(exc)
+            raise
+        finally:
+            self._exchange.end(self._done)
+
+    def __del__(self) -> None:
+        # The server never called close() (a WSGI contract breach, or an abandoned request):
+        # the request must not stay active forever.
+        self._exchange.end(self._done)
+
+
+def path_endpoint(environ: WSGIEnvironment) -> str:
+    """The default endpoint name of a plain WSGI app: the request path.
+
+    Paths are unbounded (every id makes a new name); the monitor caps distinct names at
+    ``CONCMON_MAX_ENDPOINTS`` and counts the rest under ``<overflow>``. Pass ``endpoint=`` with
+    a function returning route templates when the app has them.
+    """
+    return str(environ.get("PATH_INFO") or "/")
+
+
+class _Responder(Protocol):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]: ...
+
+
+def _respond(
+    start_response: StartResponse,
+    status: str,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    head: bool = False,
+) -> list[bytes]:
+    start_response(
+        status,
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *headers,
+        ],
+    )
+    return [] if head else [body]
+
+
+class ConcMonWSGIMiddleware:
+    """Counts every request of a WSGI application in concmon's process monitor.
+
+    Use it for any WSGI app (``app = ConcMonWSGIMiddleware(app)``); Flask apps get the same
+    through :class:`concmon_flask.ConcMon`, which names requests by their URL rule. ``endpoint``
+    names a request from its environ (default: the path). The remaining keywords are the
+    adapter options of docs/flask.md. The process monitor must already exist or is created on
+    first use; call :func:`concmon.init_monitor` to start reporting.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        endpoint: Callable[[WSGIEnvironment], str] | None = path_endpoint,
+        monitor: ConcurrencyMonitor | None = None,
+        options: Options | None = None,
+        **values: Any,
+    ) -> None:
+        if options is None:
+            options = Options.parse(values)
+        elif values:
+            raise TypeError("pass either options= or option keywords, not both")
+        self.app = app
+        self.options = options
+        self.monitor = monitor if monitor is not None else get_monitor()
+        self._group = self.monitor.http
+        self._endpoint = endpoint
+        self._failed_status = options.failed_status
+        self._excluded = options.excluded
+        self._prefixes = options.excluded_prefixes
+        self._own: dict[str, _Responder] = {}
+        self._sampler: SystemSampler | None = None
+        self._sampler_lock = threading.Lock()
+        self._exposition: Callable[[str | None], tuple[bytes, str]] | None = None
+        if options.json_path is not None:
+            self._own[options.json_path] = self._serve_json
+        if options.prometheus:
+            self._exposition = _load_exposition()
+            self._own[options.metrics_path] = self._serve_metrics
+
+    # -- the request path -------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if ENVIRON_KEY in environ:  # an outer layer counts this request already
+            return self.app(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        own = self._own.get(path)
+        if own is not None:
+            return own(environ, start_response)
+        if path in self._excluded or (self._prefixes and path.startswith(self._prefixes)):
+            return self.app(environ, start_response)
+        exchange = Exchange(start_response, self._failed_status)
+        environ[ENVIRON_KEY] = exchange
+        endpoint = self._endpoint
+        if endpoint is not None:
+            exchange.ticket = self._group.begin(endpoint(environ))
+        try:
+            result = self.app(environ, exchange)
+        except BaseException as exc:
+            if exchange.ticket is None:
+                self.begin_late(exchange, environ)
+            exchange.error = type(exc)
+            exchange.end(False)
+            raise
+        if exchange.ticket is None:
+            self.begin_late(exchange, environ)
+        return Body(result, exchange)
+
+    def begin_late(self, exchange: Exchange, environ: WSGIEnvironment) -> None:
+        """Begin a request that nothing named while the application ran."""
+        exchange.ticket = self._group.begin(UNMATCHED_NAME)
+
+    # -- the monitor's own endpoints ----------------------------------------------------------
+
+    def _serve_json(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _respond(
+                start_response, "405 Method Not Allowed", b"", headers=[("Allow", "GET, HEAD")]
+            )
+        with self._sampler_lock:
+            if self._sampler is None:
+                self._sampler = SystemSampler()
+            system = self._sampler.sample()
+        body = json.dumps(self.monitor.snapshot(system).to_dict(), separators=(",", ":"))
+        return _respond(
+            start_response,
+            "200 OK",
+            body.encode(),
+            content_type="application/json",
+            head=method == "HEAD",
+        )
+
+    def _serve_metrics(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _respond(
+                start_response, "405 Method Not Allowed", b"", headers=[("Allow", "GET, HEAD")]
+            )
+        options = self.options
+        if options.metrics_allow is not None and not _allowed(
+            environ.get("REMOTE_ADDR"), options.metrics_allow
+        ):
+            return _respond(start_response, "403 Forbidden", b"client address not allowed\n")
+        if options.metrics_token is not None and not _authorized(
+            environ.get("HTTP_AUTHORIZATION"), options.metrics_token
+        ):
+            return _respond(
+                start_response,
+                "401 Unauthorized",
+                b"a valid bearer token is required\n",
+                headers=[("WWW-Authenticate", 'Bearer realm="metrics"')],
+            )
+        assert self._exposition is not None
+        body, content_type = self._exposition(environ.get("HTTP_ACCEPT"))
+        return _respond(
+            start_response, "200 OK", body, content_type=content_type, head=method == "HEAD"
+        )
+
+
+def _allowed(address: object, networks: tuple[Network, ...]) -> bool:
+    if not isinstance(address, str):
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+def _authorized(header: object, token: str) -> bool:
+    if not isinstance(header, str):
+        return False
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
+def _load_exposition() -> Callable[[str | None], tuple[bytes, str]]:
+    from concmon import ConfigError
+
+    try:
+        prometheus = importlib.import_module("concmon.exporters.prometheus")
+    except ImportError as exc:
+        raise ConfigError(
+            "concmon_flask: prometheus=True needs the Prometheus exporter "
+            f"({exc}); install it with: pip install concmon[prometheus]"
+        ) from None
+    exposition: Callable[[str | None], tuple[bytes, str]] | None = getattr(
+        prometheus, "exposition", None
+    )
+    if exposition is None:
+        raise ConfigError(
+            "concmon_flask: prometheus=True needs concmon.exporters.prometheus.exposition; "
+            "install a matching version with: pip install concmon[prometheus]"
+        )
+    return exposition
