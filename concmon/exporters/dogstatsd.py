@@ -1,0 +1,202 @@
+"""DogStatsD exporter: each report pushed to a Datadog agent over UDP.
+
+StatsD is push-based, so this sink sends what each report closes: gauges for what is happening
+now (active requests, the interval peak, queue depth, process figures) and counts for what
+finished during the interval (requests by outcome, rejections, queue waits). Counts are sent as
+the increase since the previous report, which is what a StatsD count means.
+
+Several workers of one host send the same gauge names; the agent keeps only the last value of
+a gauge per tag set and flush interval, so gauges carry a ``pid`` tag (sum over it for the host)
+while counts, which the agent adds up, do not.
+
+An agent that is down or an address that does not resolve loses metrics, never requests: the
+datadog client drops the packets and this sink logs one line about it at most once a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+
+from datadog.dogstatsd.base import DogStatsd
+
+from concmon.exporters.config import ExporterSettings, load_exporter_settings
+from concmon.hookspecs import hookimpl
+from concmon.settings import ConfigError
+from concmon.snapshot import EndpointStats, Snapshot
+
+logger = logging.getLogger("concmon")
+
+ERROR_LOG_INTERVAL = 60.0
+"""Seconds between two messages about an unreachable agent."""
+
+_sending = threading.local()
+
+
+class _DropFilter(logging.Filter):
+    """Turns the datadog client's per-packet warnings, while this sink sends, into a tally."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        errors: list[str] | None = getattr(_sending, "errors", None)
+        if errors is not None and record.levelno >= logging.WARNING:
+            errors.append(record.getMessage())
+            return False
+        return True
+
+
+_filter = _DropFilter()
+logging.getLogger("datadog.dogstatsd").addFilter(_filter)
+
+
+def _tag(value: str) -> str:
+    # DogStatsD separates tags with commas and fields with '|'; neither may appear in a tag.
+    return value.replace(",", "_").replace("|", "_").replace("\n", " ")
+
+
+class DogStatsDSink:
+    """The ``dogstatsd`` sink: gauges and counts with endpoint tags, sent on every report."""
+
+    name = "dogstatsd"
+
+    def __init__(self, settings: ExporterSettings | None = None) -> None:
+        self._settings = settings
+        self.client: DogStatsd | None = None
+        self.address: tuple[str, int] | None = None
+        self._previous: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._last_error_log: float | None = None
+        self._lock = threading.Lock()
+        self.dropped_reports = 0
+
+    @hookimpl
+    def concmon_configure(self) -> None:
+        try:
+            config = self._settings or load_exporter_settings()
+        except ConfigError as exc:
+            logger.error("%s; the dogstatsd sink stays off, counting goes on", exc)
+            return
+        self.address = (config.statsd_host, config.statsd_port)
+        try:
+            socket.getaddrinfo(config.statsd_host, config.statsd_port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            self._complain(f"the address does not resolve ({exc.strerror or exc})")
+        self.client = DogStatsd(
+            host=config.statsd_host,
+            port=config.statsd_port,
+            namespace=config.statsd_namespace,
+            constant_tags=list(config.statsd_tags),
+            disable_telemetry=True,
+            origin_detection_enabled=False,
+        )
+
+    def _complain(self, problem: str) -> None:
+        now = time.monotonic()
+        if self._last_error_log is not None and now - self._last_error_log < ERROR_LOG_INTERVAL:
+            return
+        self._last_error_log = now
+        host, port = self.address or ("?", 0)
+        logger.error(
+            "concmon: DogStatsD agent at %s:%d is unreachable: %s (CONCMON_STATSD_HOST / "
+            "CONCMON_STATSD_PORT); metrics are dropped, requests are served and counted",
+            host,
+            port,
+            problem,
+        )
+
+    def _count(self, client: DogStatsd, metric: str, value: float, tags: list[str]) -> None:
+        key = (metric, tuple(tags))
+        previous = self._previous.get(key, 0)
+        # A smaller value means the counters restarted (a reset or a new process): all of it
+        # is new.
+        delta = value - previous if value >= previous else value
+        self._previous[key] = value
+        if delta > 0:
+            client.increment(metric, delta, tags=tags)
+
+    def _stats(
+        self,
+        client: DogStatsd,
+        prefix: str,
+        label: str,
+        items: Iterable[tuple[str, EndpointStats]],
+        pid: str,
+    ) -> None:
+        for name, stats in items:
+            tags = [f"{label}:{_tag(name)}"]
+            client.gauge(f"{prefix}.active", stats.active, tags=[*tags, pid])
+            client.gauge(f"{prefix}.peak", stats.interval_peak, tags=[*tags, pid])
+            ok = stats.completed - stats.failed - stats.cancelled
+            for outcome, value in (
+                ("ok", ok),
+                ("failed", stats.failed),
+                ("cancelled", stats.cancelled),
+            ):
+                self._count(client, prefix, value, [*tags, f"outcome:{outcome}"])
+
+    def send(self, snapshot: Snapshot) -> None:
+        """Send one report's metrics in as few datagrams as fit."""
+        client = self.client
+        if client is None:
+            return
+        pid = f"pid:{os.getpid()}"
+        errors: list[str] = []
+        with self._lock:
+            _sending.errors = errors
+            try:
+                client.open_buffer()
+                try:
+                    self._send(client, snapshot, pid)
+                finally:
+                    client.close_buffer()
+            finally:
+                _sending.errors = None
+        if errors:
+            self.dropped_reports += 1
+            self._complain(errors[-1].removeprefix("Error submitting packet: "))
+
+    def _send(self, client: DogStatsd, snap: Snapshot, pid: str) -> None:
+        self._stats(client, "requests", "endpoint", snap.endpoints.items(), pid)
+        for name, stats in snap.endpoints.items():
+            self._count(client, "requests.rejected", stats.rejected, [f"endpoint:{_tag(name)}"])
+        self._stats(client, "websocket_connections", "endpoint", snap.websockets.items(), pid)
+        self._stats(client, "background_tasks", "task", snap.background.items(), pid)
+        if snap.saturation is not None:
+            client.gauge("requests.saturation", snap.saturation, tags=[pid])
+        for name, q in snap.queues.items():
+            tags = [f"queue:{_tag(name)}"]
+            client.gauge("queue.depth", q.depth, tags=[*tags, pid])
+            client.gauge("queue.peak", q.peak, tags=[*tags, pid])
+            if q.waited:
+                client.increment("queue.waits", q.waited, tags=tags)
+            if q.wait_avg_ms is not None:
+                client.gauge("queue.wait_time.avg", q.wait_avg_ms / 1000.0, tags=[*tags, pid])
+            if q.wait_max_ms is not None:
+                client.gauge("queue.wait_time.max", q.wait_max_ms / 1000.0, tags=[*tags, pid])
+        system = snap.system
+        for metric, value in (
+            ("process.cpu.percent", system.cpu_percent),
+            ("process.memory.rss", system.memory_mb * 1024 * 1024 if system.memory_mb else None),
+            ("process.threads", system.threads),
+            ("process.open_fds", system.open_fds),
+            ("event_loop.lag", system.loop_lag_ms / 1000.0 if system.loop_lag_ms else None),
+        ):
+            if value is not None:
+                client.gauge(metric, value, tags=[pid])
+        for sink, errors in snap.sink_errors.items():
+            self._count(client, "sink.errors", errors, [f"sink:{_tag(sink)}"])
+
+    @hookimpl
+    def concmon_report(self, snapshot: Snapshot) -> None:
+        self.send(snapshot)
+
+    @hookimpl
+    def concmon_shutdown(self, snapshot: Snapshot) -> None:
+        try:
+            self.send(snapshot)
+        finally:
+            client, self.client = self.client, None
+            if client is not None:
+                client.close_socket()

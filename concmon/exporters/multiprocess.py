@@ -1,0 +1,227 @@
+"""Adding up the worker processes of one host for a single scrape.
+
+Each worker writes its own figures to ``<dir>/concmon-<pid>-<token>.json`` (to a temporary name,
+then renamed, so a reader never sees half a file) and holds an exclusive ``flock`` on
+``<dir>/concmon-<pid>-<token>.lock`` for as long as it lives. The kernel drops that lock when
+the process dies, however it dies (SIGKILL included), which is how a reader tells a dead worker
+from a live one without trusting pids that may have been reused.
+
+The worker serving a scrape reads its own figures live and the others from their files. A dead
+worker's counters are folded, under an exclusive directory lock, into
+``<dir>/concmon-archive.json`` and its files removed: its active requests leave the sum, its
+totals stay in it, and thousands of recycled workers leave one archive behind, not thousands of
+files. Readers take the directory lock shared, so a scrape never sees a worker both in the
+archive and in its own file, nor in neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from concmon.exporters.figures import Counters, Figures, Gauges
+
+logger = logging.getLogger("concmon")
+
+PREFIX: Final = "concmon-"
+ARCHIVE_NAME: Final = "concmon-archive.json"
+DIRECTORY_LOCK: Final = "concmon.lock"
+FOLDED_KEPT: Final = 1024
+"""Ids of folded workers remembered, so that a fold interrupted between writing the archive
+and removing the worker's file is never counted twice."""
+
+FORMAT: Final = 1
+
+
+class MultiProcessError(OSError):
+    """The multi-process directory cannot be used; the message says why and what to do."""
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The file's object, or None if it vanished meanwhile or does not hold one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+class MultiProcessStore:
+    """This worker's state file and lock, and the sum of every worker in the directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.pid = os.getpid()
+        self.instance = f"{self.pid}-{secrets.token_hex(6)}"
+        self.state_path = directory / f"{PREFIX}{self.instance}.json"
+        self.lock_path = directory / f"{PREFIX}{self.instance}.lock"
+        self._lock = threading.Lock()
+        self._last_written = ""
+        self._closed = False
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._dir_lock_path = directory / DIRECTORY_LOCK
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise MultiProcessError(
+                f"multi-process directory {str(directory)!r} is not usable "
+                f"({exc.strerror or exc}); make it writable by the workers or unset "
+                "CONCMON_PROMETHEUS_MULTIPROC_DIR"
+            ) from None
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    # -- this worker ---------------------------------------------------------------------------
+
+    def write(self, figures: Figures) -> None:
+        """Publish this worker's figures for the other workers' scrapes (only when changed)."""
+        text = json.dumps(
+            {
+                "format": FORMAT,
+                "instance": self.instance,
+                "gauges": figures.gauges.to_json(),
+                "counters": figures.counters.to_json(),
+            },
+            separators=(",", ":"),
+        )
+        with self._lock:
+            if self._closed or text == self._last_written:
+                return
+            _write_atomically(self.state_path, text)
+            self._last_written = text
+
+    def close(self, final: Figures | None = None) -> None:
+        """Write the final figures and release the lock: the next scrape folds this worker."""
+        if final is not None:
+            with contextlib.suppress(OSError):
+                self.write(final)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's lock descriptor without unlocking it."""
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+        self._closed = True
+
+    # -- the whole host ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _directory_lock(self, mode: int) -> Iterator[int]:
+        fd = os.open(self._dir_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _others(self) -> list[tuple[str, Path]]:
+        found = []
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if name.startswith(PREFIX) and name.endswith(".json") and name != ARCHIVE_NAME:
+                instance = name[len(PREFIX) : -len(".json")]
+                if instance != self.instance:
+                    found.append((instance, self.directory / name))
+        return found
+
+    def _alive(self, instance: str) -> bool:
+        try:
+            fd = os.open(self.directory / f"{PREFIX}{instance}.lock", os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return True
+            raise
+        finally:
+            os.close(fd)
+        return False
+
+    def collect(self, own: Callable[[], Figures]) -> Figures:
+        """Every worker of the host added up, with this worker's figures read live."""
+        with self._directory_lock(fcntl.LOCK_SH):
+            others = self._others()
+            dead = [(i, p) for i, p in others if not self._alive(i)]
+        if dead:
+            with self._directory_lock(fcntl.LOCK_EX):
+                # The lock was let go in between: look again before folding anything.
+                others = self._others()
+                self._fold([(i, p) for i, p in others if not self._alive(i)])
+                return self._sum(own)
+        with self._directory_lock(fcntl.LOCK_SH):
+            return self._sum(own)
+
+    def _sum(self, own: Callable[[], Figures]) -> Figures:
+        total = own()
+        archive = _read_json(self.directory / ARCHIVE_NAME)
+        if archive is not None:
+            total.counters.add(Counters.from_json(archive.get("counters", {})))
+        for _, path in self._others():
+            data = _read_json(path)
+            if data is None:
+                continue
+            try:
+                figures = Figures(
+                    Gauges.from_json(data.get("gauges", {})),
+                    Counters.from_json(data.get("counters", {})),
+                )
+            except (TypeError, ValueError, AttributeError, IndexError):
+                continue
+            total.add(figures)
+        return total
+
+    def _fold(self, dead: list[tuple[str, Path]]) -> None:
+        if not dead:
+            return
+        archive_path = self.directory / ARCHIVE_NAME
+        archive = _read_json(archive_path) or {"format": FORMAT, "counters": {}, "folded": []}
+        counters = Counters.from_json(archive.get("counters", {}))
+        folded: list[str] = [str(i) for i in archive.get("folded", [])]
+        seen = set(folded)
+        for instance, path in dead:
+            data = _read_json(path)
+            if data is not None and instance not in seen:
+                with contextlib.suppress(TypeError, ValueError, AttributeError, IndexError):
+                    counters.add(Counters.from_json(data.get("counters", {})))
+                    folded.append(instance)
+                    seen.add(instance)
+        archive = {
+            "format": FORMAT,
+            "counters": counters.to_json(),
+            "folded": folded[-FOLDED_KEPT:],
+        }
+        _write_atomically(archive_path, json.dumps(archive, separators=(",", ":")))
+        for instance, path in dead:
+            for leftover in (path, self.directory / f"{PREFIX}{instance}.lock"):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+        logger.debug("concmon: folded %d finished worker(s) into %s", len(dead), archive_path)
