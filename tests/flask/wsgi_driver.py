@@ -15,13 +15,21 @@ class Call:
         env = EnvironBuilder(path=path, method=method).get_environ()
         env.update(environ)
         self.environ = env
-        self.status: str | None = None
+        self.statuses: list[str] = []
         self.chunks: list[bytes] = []
-        self.result: Iterable[bytes] = app(env, self._start_response)
+        statuses = self.statuses
 
-    def _start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
-        self.status = status
-        return lambda data: None
+        # Like a real server's, this start_response holds no reference back to the response
+        # iterable, so dropping the call really drops the body.
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            statuses.append(status)
+            return lambda data: None
+
+        self.result: Iterable[bytes] = app(env, start_response)
+
+    @property
+    def status(self) -> str | None:
+        return self.statuses[-1] if self.statuses else None
 
     def read(self, limit: int | None = None) -> Call:
         for i, chunk in enumerate(self.result):
