@@ -25,7 +25,7 @@ from concmon_cli.workers import STALE_INTERVALS, WorkerSet
 Kind = Literal["auto", "log", "jsonl"]
 DEFAULT_SOURCE: Final = "logs/concmon.log"
 SCAN_LIMIT: Final = 32 * 1024 * 1024
-"""Bytes read back from the end without finding a single report before giving up."""
+"""Bytes of unreadable lines read back past the last report found before giving up."""
 URL_TIMEOUT: Final = 5.0
 
 
@@ -174,7 +174,7 @@ class FileSource:
         found: list[Snapshot] = []
         newest: datetime | None = None
         window = 0.0
-        consumed = 0
+        consumed = consumed_at_last = 0
         done = False
         sources: list[tuple[BinaryIO, int]] = [(handle, end)]
         opened: list[BinaryIO] = []
@@ -185,10 +185,11 @@ class FileSource:
                     consumed += len(line) + 1
                     snapshot = decoder.feed(line)
                     if snapshot is None:
-                        if not found and consumed > SCAN_LIMIT:
-                            done = True
+                        if consumed - consumed_at_last > SCAN_LIMIT:
+                            done = True  # nothing but unreadable lines for a long way back
                             break
                         continue
+                    consumed_at_last = consumed
                     when = parse_timestamp(snapshot.timestamp)
                     if newest is None:
                         newest = when
