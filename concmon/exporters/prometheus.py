@@ -95,14 +95,22 @@ def _finished_by(name: str, doc: str, label: str, values: Finished) -> CounterMe
 def metric_families(figures: Figures) -> list[Metric]:
     """The Prometheus metric families for ``figures``; names are listed in METRIC_NAMES."""
     g, c = figures.gauges, figures.counters
+    # An endpoint known only from finished workers' totals still shows as 0 active, so its
+    # active series ends at 0 rather than vanishing at its last non-zero value.
+    known = dict.fromkeys(c.requests, 0)
     families: list[Metric] = [
-        _gauge_by("concmon_requests_active", "HTTP requests in flight now.", "endpoint", g.active),
+        _gauge_by(
+            "concmon_requests_active",
+            "HTTP requests in flight now.",
+            "endpoint",
+            {**known, **g.active},
+        ),
         _gauge_by(
             "concmon_requests_peak",
             "Highest number of HTTP requests in flight at once since the previous report "
             "(summed over processes).",
             "endpoint",
-            g.peak,
+            {**known, **g.peak},
         ),
         _finished_by(
             "concmon_requests",
@@ -414,9 +422,18 @@ def _after_fork_in_child() -> None:
     backend, _backend = _backend, None
     if backend is not None and backend.store is not None:
         backend.store.forget_after_fork()
+        # A worker forked from a publishing parent (gunicorn --preload) publishes under its
+        # own pid at once, whether or not it is ever scraped.
+        _current_backend()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The web adapters import this module when an app is installed with prometheus=True, in every
+# worker; in multi-process mode that is the moment each worker must start publishing, or a
+# worker that is never scraped itself would be missing from the others' scrapes.
+if os.environ.get("CONCMON_PROMETHEUS_MULTIPROC_DIR") or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    activate()
 
 
 class PrometheusSink:
