@@ -152,7 +152,7 @@ _ops = st.lists(
 def test_exposition_agrees_with_the_snapshot_after_any_mix(
     ops: list[tuple[str, str, Outcome]],
 ) -> None:
-    """Whatever mix of begin/finish/reject ran, the scrape equals the snapshot, number for number."""
+    """After any mix of begin/finish/reject the scrape equals the snapshot, number for number."""
     monitor = concmon.get_monitor()
     monitor.reset()
     open_tickets: list[concmon.Ticket] = []
