@@ -15,7 +15,6 @@ attributes (``process.pid``) the SDK adds.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 
 from opentelemetry import metrics
@@ -28,10 +27,6 @@ from concmon.monitor import ConcurrencyMonitor
 from concmon.snapshot import Snapshot
 
 SCOPE_NAME = "concmon"
-
-FIGURES_TTL = 0.05
-"""Seconds one reading of the monitor serves the callbacks of one collection: the SDK calls
-every instrument's callback in turn, and they should all describe the same instant."""
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -62,23 +57,34 @@ class OpenTelemetrySink:
         self._monitor: ConcurrencyMonitor | None = None
         self._lock = threading.Lock()
         self._figures: Figures | None = None
-        self._read_at = 0.0
         self.meter: Meter | None = None
 
-    def _read(self) -> Figures | None:
+    def _refresh(self) -> Figures | None:
+        """Read the monitor; called by the first instrument's callback of each collection.
+
+        The SDK calls the callbacks one after the other in the order the instruments were
+        created, so the later ones reuse this reading and a collection describes one instant.
+        """
         monitor = self._monitor
         if monitor is None:
             return None
+        figures = live_figures(monitor)
         with self._lock:
-            now = time.monotonic()
-            if self._figures is None or now - self._read_at > FIGURES_TTL:
-                self._figures = live_figures(monitor)
-                self._read_at = now
-            return self._figures
+            self._figures = figures
+        return figures
 
-    def _gauges(self, pick: Callable[[Gauges], Iterable[Observation]]) -> Callback:
+    def _read(self) -> Figures | None:
+        if self._monitor is None:
+            return None
+        with self._lock:
+            figures = self._figures
+        return figures if figures is not None else self._refresh()
+
+    def _gauges(
+        self, pick: Callable[[Gauges], Iterable[Observation]], *, first: bool = False
+    ) -> Callback:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            figures = self._read()
+            figures = self._refresh() if first else self._read()
             return list(pick(figures.gauges)) if figures is not None else []
 
         return callback
@@ -99,7 +105,7 @@ class OpenTelemetrySink:
         g, c = self._gauges, self._counters
         gauge(
             "concmon.requests.active",
-            [g(lambda x: _by("endpoint", x.active))],
+            [g(lambda x: _by("endpoint", x.active), first=True)],
             "{request}",
             "HTTP requests in flight now.",
         )
