@@ -420,6 +420,66 @@ def check(
     return EXIT_OK if verdict.ok else EXIT_THRESHOLD
 
 
+@cli.command(context_settings={"show_default": True})
+@click.argument("app")
+@click.option("--host", default="127.0.0.1", help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, help="Worker processes.")
+@click.option("--reload", is_flag=True, help="Restart when the code changes (development).")
+@click.option("--debug", is_flag=True, help="Development mode: 1 s reports, debug logs.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Seconds between reports (MONITOR_UPDATE_INTERVAL).",
+)
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Report file (CONCMON_LOG_FILE).")
+@click.option("--json-path", default="/concurrency", help="Where the app serves the snapshot.")
+@click.option(
+    "--app-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=".",
+    help="Directory to import APP from.",
+)
+def run(
+    *,
+    app: str,
+    host: str,
+    port: int,
+    workers: int,
+    reload: bool,
+    debug: bool,
+    interval: float | None,
+    log_file: str | None,
+    json_path: str,
+    app_dir: str,
+) -> int:
+    """Serve the ASGI app APP (module:attribute) with uvicorn, counted by concmon.
+
+    The app's code is not changed: concmon's middleware wraps it in every worker, the
+    snapshot is served at --json-path, and reports go to the log file. Works with
+    --workers N and with --reload.
+    """
+    from pathlib import Path
+
+    from concmon_cli.launcher import LaunchConfig, serve
+
+    serve(
+        LaunchConfig(
+            app=app,
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            debug=debug,
+            interval=interval,
+            log_file=Path(log_file) if log_file else None,
+            json_path=json_path,
+            app_dir=Path(app_dir),
+        )
+    )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``concmon-cli`` console script."""
     cli.main(args=list(argv) if argv is not None else None, prog_name=PROG)
