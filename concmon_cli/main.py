@@ -480,6 +480,68 @@ def run(
     return EXIT_OK
 
 
+@cli.command()
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1.0, max=3600.0),
+    default=20.0,
+    show_default=True,
+    help="Seconds before the demo ends by itself.",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Generations the simulated upstream serves at once.",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.05,
+    show_default=True,
+    help="Share of upstream calls that fail (502).",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Upper bound on the requests the clients send.",
+)
+@click.option("--no-color", is_flag=True, help="No colours (NO_COLOR also works).")
+def demo(
+    *, duration: float, parallel: int, error_rate: float, max_requests: int, no_color: bool
+) -> int:
+    """A small OpenAI-style proxy under a burst of load, with the live table.
+
+    Everything runs on 127.0.0.1 and stops by itself after --duration seconds; Ctrl-C stops
+    it sooner.
+    """
+    from concmon import get_monitor
+    from concmon_cli.demo import run_demo
+
+    console = make_console(no_color=no_color)
+    stats = run_demo(
+        console,
+        duration=duration,
+        max_requests=max_requests,
+        parallel=parallel,
+        error_rate=error_rate,
+    )
+    final = get_monitor().snapshot()
+    console.print(
+        f"demo over: {stats.sent} requests sent, {final.completed} completed, "
+        f"{final.failed} failed, {final.cancelled} cancelled, peak {final.peak} at once, "
+        f"the upstream queue peaked at {stats.queue_peak} waiting."
+    )
+    console.print(
+        "Your app: concmon-cli run module:app, then concmon-cli watch (see docs/cli.md).",
+        style="dim",
+    )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``concmon-cli`` console script."""
     cli.main(args=list(argv) if argv is not None else None, prog_name=PROG)

@@ -1,0 +1,210 @@
+"""``concmon-cli demo``: the proxy, a bounded burst of clients, and the live table.
+
+Everything runs in this process on 127.0.0.1: uvicorn serves the demo proxy (counted by the
+ASGI middleware) on an ephemeral port in a thread, an asyncio httpx client drives waves of
+requests at it from another thread, and the main thread draws the same table ``watch`` draws,
+read from the app's own ``/concurrency`` endpoint. It stops by itself after ``duration``
+seconds, or on Ctrl-C, and always shuts the server and the clients down before returning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.text import Text
+
+from concmon_cli.errors import CliError
+from concmon_cli.render import Footer, Thresholds, view
+from concmon_cli.sources import UrlSource
+from concmon_cli.workers import WorkerSet
+
+
+@dataclass
+class LoadStats:
+    sent: int = 0
+    queue_peak: int = 0
+    ok: int = 0
+    failed: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        with self.lock:
+            self.sent += 1
+
+    def add(self, status: int | None) -> None:
+        with self.lock:
+            if status is None:
+                self.errors += 1
+            elif status < 400:
+                self.ok += 1
+            else:
+                self.failed += 1
+
+
+async def _client(
+    base: str, stop: threading.Event, stats: LoadStats, rng: random.Random, budget: list[int]
+) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
+        while not stop.is_set() and budget[0] > 0:
+            budget[0] -= 1
+            path = rng.choice(["/v1/chat/completions", "/v1/completions"])
+            stream = rng.random() < 0.5
+            body: dict[str, Any] = {"max_tokens": rng.randint(4, 24), "stream": stream}
+            if path == "/v1/chat/completions":
+                body["messages"] = [{"role": "user", "content": "hello"}]
+            else:
+                body["prompt"] = "hello"
+            status: int | None
+            stats.start()
+            try:
+                if stream:
+                    async with client.stream("POST", path, json=body) as response:
+                        async for _ in response.aiter_bytes():
+                            pass
+                        status = response.status_code
+                else:
+                    status = (await client.post(path, json=body)).status_code
+            except httpx.HTTPError:
+                status = None
+            stats.add(status)
+            await asyncio.sleep(rng.uniform(0.0, 0.2))
+
+
+async def _drive(base: str, stop: threading.Event, stats: LoadStats, max_requests: int) -> None:
+    """Waves of clients: a few, then a burst well past the upstream's parallelism, then calm."""
+    budget = [max_requests]
+    rng = random.Random(42)
+    waves = (4, 24, 8, 32, 6)
+    while not stop.is_set() and budget[0] > 0:
+        for clients in waves:
+            if stop.is_set() or budget[0] <= 0:
+                return
+            tasks = [
+                asyncio.create_task(_client(base, stop, stats, random.Random(rng.random()), budget))
+                for _ in range(clients)
+            ]
+            done = asyncio.gather(*tasks)
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and not stop.is_set():
+                await asyncio.sleep(0.1)
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await done
+
+
+def _listen() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+def run_demo(
+    console: Console,
+    *,
+    duration: float,
+    refresh: float = 0.5,
+    max_requests: int = 3000,
+    parallel: int = 4,
+    error_rate: float = 0.05,
+) -> LoadStats:
+    """Serve, load, draw; returns what the clients saw. Ctrl-C ends it early, cleanly."""
+    import uvicorn
+
+    from concmon_cli._launch import wrap
+    from concmon_cli.demo_app import SimulatedUpstream, create_app
+
+    os.environ.setdefault("MONITOR_UPDATE_INTERVAL", "1")
+    os.environ.setdefault("CONCMON_SINKS", "")  # the demo writes no files
+    app = wrap(create_app(SimulatedUpstream(parallel=parallel, error_rate=error_rate)))
+    sock = _listen()
+    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    )
+    server_thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])), name="demo-server", daemon=True
+    )
+    stop = threading.Event()
+    stats = LoadStats()
+    load_thread = threading.Thread(
+        target=lambda: asyncio.run(_drive(base, stop, stats, max_requests)),
+        name="demo-load",
+        daemon=True,
+    )
+    server_thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not server_thread.is_alive() or time.monotonic() > deadline:
+            raise CliError("the demo server did not start")
+        time.sleep(0.02)
+    load_thread.start()
+    source = UrlSource(f"{base}/concurrency")
+    stream = source.stream(initial=True)
+    workers = WorkerSet()
+    ends = time.monotonic() + duration
+    thresholds = Thresholds(warn_active=parallel, crit_active=parallel * 4, warn_queue=1)
+
+    def frame() -> Any:
+        live = workers.live()
+        if live:
+            stats.queue_peak = max(stats.queue_peak, live[0].queue_peak)
+        left = max(0.0, ends - time.monotonic())
+        title = Text(
+            f"concmon demo: OpenAI-style proxy on {base}, upstream parallelism {parallel}, "
+            f"{error_rate:.0%} injected errors; {stats.sent} requests sent; "
+            f"ends in {left:.0f}s (Ctrl-C stops)",
+            style="bold",
+        )
+        table = view(
+            live,
+            live[0] if live else None,
+            Footer(source.label, 0, 0, stream.status),
+            thresholds,
+            terminal=console.is_terminal,
+        )
+        return Group(title, Text(""), table)
+
+    try:
+        if console.is_terminal:
+            from rich.live import Live
+
+            with Live(console=console, auto_refresh=False) as screen:
+                while time.monotonic() < ends and load_thread.is_alive():
+                    workers.extend(stream.poll())
+                    screen.update(frame(), refresh=True)
+                    time.sleep(refresh)
+        else:
+            next_print = 0.0
+            while time.monotonic() < ends and load_thread.is_alive():
+                workers.extend(stream.poll())
+                if time.monotonic() >= next_print:
+                    console.print(frame())
+                    console.print()
+                    next_print = time.monotonic() + max(refresh, 2.0)
+                time.sleep(refresh)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        load_thread.join(35)
+        workers.extend(stream.poll())
+        server.should_exit = True
+        server_thread.join(15)
+        sock.close()
+    return stats
