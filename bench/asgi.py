@@ -1,0 +1,217 @@
+"""Throughput and per-request cost of ``concmon_fastapi`` against a bare FastAPI app.
+
+Two measurements, both printed as ratios against the bare app:
+
+* in-process: the ASGI app called directly (no socket, no server), bare and instrumented runs
+  interleaved; the difference of the medians is the middleware's cost per request;
+* over HTTP: uvicorn on 127.0.0.1 serving each app in turn, driven by ``wrk`` when it is
+  installed, otherwise by a bounded asyncio load generator in this file (the output says
+  which); interleaved runs, median requests per second.
+
+Usage: python bench/asgi.py [--inprocess-only] [--rounds N] [--duration S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("CONCMON_SINKS", "")
+os.environ.setdefault("CONCMON_SYSTEM_METRICS", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from fastapi import FastAPI  # noqa: E402
+
+from concmon_fastapi import install  # noqa: E402
+
+
+def make_app(instrumented: bool) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/json")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"item": item_id}
+
+    if instrumented:
+        install(app)
+    return app
+
+
+bare = make_app(False)
+instrumented = make_app(True)
+
+# -- in-process ---------------------------------------------------------------------------------
+
+
+def _scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _send(message: Any) -> None:
+    return None
+
+
+async def _drive(app: Any, path: str, n: int) -> float:
+    """Seconds per request over ``n`` sequential requests."""
+    start = time.perf_counter()
+    for _ in range(n):
+        await app(_scope(path), _receive, _send)
+    return (time.perf_counter() - start) / n
+
+
+async def inprocess(rounds: int, n: int, path: str) -> tuple[float, float]:
+    for app in (bare, instrumented):
+        await _drive(app, path, 500)  # warm up: middleware stack, route table, monitor
+    bare_t: list[float] = []
+    inst_t: list[float] = []
+    for _ in range(rounds):
+        bare_t.append(await _drive(bare, path, n))
+        inst_t.append(await _drive(instrumented, path, n))
+    return statistics.median(bare_t), statistics.median(inst_t)
+
+
+# -- over HTTP ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait(port: int, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"no server on port {port}")
+
+
+async def _client(port: int, path: str, deadline: float, budget: list[int]) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    done = 0
+    try:
+        while time.monotonic() < deadline and budget[0] > 0:
+            budget[0] -= 1
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            done += 1
+    finally:
+        writer.close()
+    return done
+
+
+async def _pyload(port: int, path: str, duration: float, connections: int) -> float:
+    budget = [2_000_000]  # a hard cap on requests, whatever the duration
+    start = time.monotonic()
+    counts = await asyncio.gather(
+        *(_client(port, path, start + duration, budget) for _ in range(connections))
+    )
+    return sum(counts) / (time.monotonic() - start)
+
+
+def _wrk(port: int, path: str, duration: float, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+         f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, timeout=duration + 30, check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"could not read wrk output:\n{out}")
+    return float(match.group(1))
+
+
+def http_run(which: str, path: str, duration: float, connections: int, tool: str) -> float:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", f"bench.asgi:{which}", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(port)
+        if tool == "wrk":
+            return _wrk(port, path, duration, connections)
+        return asyncio.run(_pyload(port, path, duration, connections))
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=5000, help="per in-process round")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per HTTP run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--inprocess-only", action="store_true")
+    args = parser.parse_args()
+
+    print("in-process (app called directly, no socket):")
+    for path in ("/json", "/items/42"):
+        b, i = asyncio.run(inprocess(args.rounds, args.requests, path))
+        print(
+            f"  GET {path:10s} bare {b * 1e6:7.2f} us  instrumented {i * 1e6:7.2f} us  "
+            f"middleware +{(i - b) * 1e6:5.2f} us/request  ratio {b / i:.3f}"
+        )
+    if args.inprocess_only:
+        return
+    tool = "wrk" if shutil.which("wrk") else "python"
+    print(f"over HTTP (uvicorn on 127.0.0.1, load generator: {tool}, "
+          f"{args.connections} connections, {args.duration:g}s per run):")
+    ratios = []
+    for r in range(args.rounds):
+        b = http_run("bare", "/json", args.duration, args.connections, tool)
+        i = http_run("instrumented", "/json", args.duration, args.connections, tool)
+        ratios.append(i / b)
+        print(f"  round {r + 1}: bare {b:8.0f} req/s  instrumented {i:8.0f} req/s  "
+              f"ratio {i / b:.3f}")
+    print(f"  median throughput ratio (instrumented / bare): {statistics.median(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The admission gate: at most N requests inside the application, a bounded FIFO queue before it.
+
+A slot freed by a finishing request is handed straight to the oldest waiter, so the queue is
+strictly first-in first-out and a newcomer can never overtake it. A waiter that gives up (its
+timeout, or its task cancelled) after a slot was already handed to it passes the slot on, so a
+slot is never lost. The gate lives on one event loop, like the server that drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from concmon import ConcurrencyMonitor
+
+GATE_QUEUE = "gate"
+"""Queue name the waiters are counted under in the snapshot's ``queues``."""
+
+
+class AdmissionGate:
+    """Limits concurrent requests; ``acquire`` returns False when a request must be turned away."""
+
+    def __init__(self, limit: int, max_queue: int | None, timeout: float | None) -> None:
+        self.limit = limit
+        self.max_queue = max_queue
+        self.timeout = timeout
+        self.inside = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, monitor: ConcurrencyMonitor, name: str) -> bool:
+        if self.inside < self.limit and not self._waiters:
+            self.inside += 1
+            return True
+        if self.max_queue is not None and len(self._waiters) >= self.max_queue:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with monitor.queued(name, source=GATE_QUEUE):
+            try:
+                if self.timeout is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout(self.timeout):
+                        await waiter
+            except TimeoutError:
+                # A slot that arrived just as the time ran out is taken, not lost.
+                return self._handed(waiter)
+            except BaseException:
+                if self._handed(waiter):
+                    self.release()
+                raise
+        return True
+
+    def _handed(self, waiter: asyncio.Future[None]) -> bool:
+        """After giving up: True if a slot was handed over anyway (the caller now owns it)."""
+        if waiter.done() and not waiter.cancelled():
+            return True
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+        return False
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot moves on; `inside` is unchanged
+                return
+        self.inside -= 1

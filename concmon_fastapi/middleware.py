@@ -1,0 +1,414 @@
+"""``ConcMonMiddleware``: exact in-flight counting around any ASGI application.
+
+A request is active from the moment the middleware receives it until the last body chunk has
+been sent, the application raised, or the client went away. Everything a single request needs
+lives in its own :class:`_Exchange`; the middleware object holds configuration and caches only,
+so interleaved requests can never mix their data, and a stack built twice (or two instrumented
+applications, one mounted in the other) counts each request once: the first instance to see a
+request marks its scope and every later one passes it straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final, TypedDict
+
+from typing_extensions import Unpack
+
+from concmon import (
+    ConcurrencyMonitor,
+    ConfigError,
+    Outcome,
+    Ticket,
+    get_monitor,
+    init_monitor,
+    outcome_for,
+    shutdown_monitor,
+)
+from concmon.system import SystemSampler
+from concmon_fastapi.background import count_background_tasks
+from concmon_fastapi.gate import AdmissionGate
+from concmon_fastapi.options import Options, Scope, make_options
+from concmon_fastapi.probe import start_probe, stop_probe
+from concmon_fastapi.routes import CATCH_ALL, RouteTable, find_router
+
+logger = logging.getLogger("concmon")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCOPE_MARK: Final = "concmon.counted"
+"""Scope key set by the instance that counts a request; later instances pass it through."""
+
+_OK = Outcome.OK
+_FAILED = Outcome.FAILED
+_CANCELLED = Outcome.CANCELLED
+
+
+class InstallOptions(TypedDict, total=False):
+    """Keyword options of :func:`install` and :class:`ConcMonMiddleware` (docs/fastapi.md)."""
+
+    exclude_paths: list[str] | tuple[str, ...] | frozenset[str] | set[str]
+    names: dict[str, str]
+    name_for: Callable[[Scope], str] | None
+    failed_status: int | Callable[[int], bool]
+    max_concurrency: int | None
+    max_queue: int | None
+    queue_timeout: float | None
+    retry_after: int | None
+    json_path: str | None
+    prometheus: bool
+    metrics_path: str | None
+    metrics_token: str | None
+    metrics_allow: list[str] | tuple[str, ...] | str | None
+    loop_lag_interval: float | None
+
+
+class MiddlewareState:
+    """What every instance built from one ``install()`` shares: options and the gate.
+
+    Starlette builds its middleware stack lazily and may build it again; sharing this object
+    keeps one admission gate, not one per build.
+    """
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.gate = (
+            AdmissionGate(options.max_concurrency, options.max_queue, options.queue_timeout)
+            if options.max_concurrency is not None
+            else None
+        )
+        self.started = False
+        self.startup_error: ConfigError | None = None
+        self.monitor: ConcurrencyMonitor | None = None
+
+
+class _Exchange:
+    """The state of one HTTP request: its ticket, the response status, whether it is over."""
+
+    __slots__ = ("_failed", "_receive", "_send", "_threshold", "status", "ticket")
+
+    def __init__(
+        self,
+        ticket: Ticket,
+        send: Send,
+        receive: Receive,
+        threshold: int,
+        failed: Callable[[int], bool] | None,
+    ) -> None:
+        self.ticket = ticket
+        self._send = send
+        self._receive = receive
+        self._threshold = threshold
+        self._failed = failed
+        self.status = 0
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif (
+            kind == "http.response.body" and not message.get("more_body", False)
+        ) or kind == "http.response.pathsend":
+            try:
+                await self._send(message)
+            except OSError:  # the client is gone (uvicorn's ClientDisconnected is an OSError)
+                self.ticket.finish(_CANCELLED)
+                raise
+            failed = self._failed
+            failed_now = self.status >= self._threshold if failed is None else failed(self.status)
+            self.ticket.finish(_FAILED if failed_now else _OK)
+            return
+        try:
+            await self._send(message)
+        except OSError:
+            self.ticket.finish(_CANCELLED)
+            raise
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.ticket.finish(_CANCELLED)  # a no-op once the response is complete
+        return message
+
+
+_sampler: SystemSampler | None = None
+
+
+def _snapshot_json() -> bytes:
+    global _sampler
+    if _sampler is None:
+        _sampler = SystemSampler()
+    snapshot = get_monitor().snapshot(_sampler.sample())
+    return json.dumps(snapshot.to_dict(), separators=(",", ":")).encode()
+
+
+class ConcMonMiddleware:
+    """Pure ASGI middleware counting every HTTP request and WebSocket of ``app``.
+
+    Usable around any ASGI application; ``install(app)`` adds it to a FastAPI or Starlette
+    app. On the lifespan startup it starts the process monitor (``concmon.init_monitor``) and
+    the event-loop probe, and on shutdown it flushes the final report; lifespan messages pass
+    through untouched, and without lifespan everything starts on the first request.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        state: MiddlewareState | None = None,
+        **options: Unpack[InstallOptions],
+    ) -> None:
+        self.app = app
+        if state is None:
+            state = MiddlewareState(make_options(**options))
+        elif options:
+            raise ConfigError("concmon_fastapi: pass either state= or options, not both")
+        self._state = state
+        opts = state.options
+        self._own = opts.own_paths
+        self._excluded = opts.exclude_paths
+        self._prefixes = opts.exclude_prefixes
+        self._threshold = opts.failed_threshold
+        self._failed = opts.failed_status if opts.failed_threshold < 0 else None
+        self._name_for = opts.name_for
+        self._gate = state.gate
+        self._table: RouteTable | None = None
+        self._router = find_router(app) if opts.name_for is None else None
+        self._fixed_name = opts.names.get(CATCH_ALL, CATCH_ALL)
+
+    # -- starting and stopping ------------------------------------------------------------------
+
+    def _start(self) -> ConcurrencyMonitor:
+        state = self._state
+        monitor = init_monitor()
+        if state.options.max_concurrency is not None:
+            monitor.max_concurrency = state.options.max_concurrency
+        interval = state.options.loop_lag_interval
+        if interval is not None:
+            start_probe(interval)
+        count_background_tasks()
+        state.monitor = monitor
+        state.started = True
+        return monitor
+
+    def _monitor(self) -> ConcurrencyMonitor:
+        state = self._state
+        monitor = state.monitor
+        if monitor is None or not state.started:
+            monitor = self._start()
+        return monitor
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self._state
+
+        async def lifespan_send(message: Message) -> None:
+            kind = message["type"]
+            if kind in (
+                "lifespan.shutdown.complete",
+                "lifespan.shutdown.failed",
+                "lifespan.startup.failed",
+            ):
+                await self._stop()
+            await send(message)
+
+        try:
+            self._start()
+        except ConfigError as exc:
+            state.startup_error = exc
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await self.app(scope, receive, lifespan_send)
+
+    async def _stop(self) -> None:
+        state = self._state
+        if not state.started:
+            return
+        state.started = False
+        await stop_probe()
+        await asyncio.to_thread(shutdown_monitor)
+
+    # -- names ------------------------------------------------------------------------------
+
+    def _name(self, scope: Scope) -> str:
+        table = self._table
+        if table is None:
+            name_for = self._name_for
+            if name_for is not None:
+                return name_for(scope)
+            if self._router is None:
+                return self._fixed_name
+            table = self._table = RouteTable(self._router, self._state.options.names)
+        return table.name(scope)
+
+    # -- the ASGI interface -----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or SCOPE_MARK in scope:
+            return await self._other(scope, receive, send)
+        scope[SCOPE_MARK] = True
+        path = scope["path"]
+        if path in self._own:
+            return await self._serve_own(scope, receive, send)
+        if path in self._excluded or (self._prefixes and path.startswith(self._prefixes)):
+            return await self.app(scope, receive, send)
+        state = self._state
+        monitor = state.monitor
+        if monitor is None or not state.started:
+            monitor = self._monitor()
+        name = self._name(scope)
+        gate = self._gate
+        if gate is not None:
+            if not await gate.acquire(monitor, name):
+                monitor.reject(name)
+                return await self._reject(send)
+            try:
+                return await self._count(monitor, name, scope, receive, send)
+            finally:
+                gate.release()
+        exchange = _Exchange(monitor.http.begin(name), send, receive, self._threshold, self._failed)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except BaseException as exc:
+            exchange.ticket.finish(outcome_for(type(exc)))
+            raise
+        # Returned without completing the response: the server answers 500 or cuts the
+        # connection; the client did not get what it asked for.
+        exchange.ticket.finish(_FAILED)
+
+    async def _count(
+        self, monitor: ConcurrencyMonitor, name: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        exchange = _Exchange(monitor.http.begin(name), send, receive, self._threshold, self._failed)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except BaseException as exc:
+            exchange.ticket.finish(outcome_for(type(exc)))
+            raise
+        exchange.ticket.finish(_FAILED)
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if SCOPE_MARK in scope:
+            return await self.app(scope, receive, send)
+        if kind == "websocket":
+            scope[SCOPE_MARK] = True
+            return await self._websocket(scope, receive, send)
+        if kind == "lifespan":
+            return await self._lifespan(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        monitor = self._state.monitor
+        if monitor is None or not self._state.started:
+            monitor = self._monitor()
+        ticket = monitor.websocket.begin(self._name(scope))
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            ticket.finish(_websocket_outcome(exc))
+            raise
+        ticket.finish(_OK)
+
+    async def _reject(self, send: Send) -> None:
+        retry = str(self._state.options.retry_after).encode()
+        await _respond(
+            send,
+            503,
+            b"Service Unavailable: the server is at its concurrency limit\n",
+            b"text/plain; charset=utf-8",
+            [(b"retry-after", retry)],
+        )
+
+    # -- the machine endpoints --------------------------------------------------------------
+
+    async def _serve_own(self, scope: Scope, receive: Receive, send: Send) -> None:
+        opts = self._state.options
+        if scope["method"] not in ("GET", "HEAD"):
+            return await _respond(
+                send, 405, b"Method Not Allowed\n", b"text/plain", [(b"allow", b"GET, HEAD")]
+            )
+        denied = _check_access(scope, opts)
+        if denied is not None:
+            return await _respond(send, denied[0], denied[1], b"text/plain", denied[2])
+        if scope["path"] == opts.json_path:
+            if not self._state.started:
+                self._monitor()
+            body = await asyncio.to_thread(_snapshot_json)
+            content_type = "application/json"
+        else:
+            assert opts.prometheus is not None
+            accept = _header(scope, b"accept")
+            body, content_type = await asyncio.to_thread(opts.prometheus.exposition, accept)
+        if scope["method"] == "HEAD":
+            body = b""
+        await _respond(send, 200, body, content_type.encode(), [(b"cache-control", b"no-store")])
+
+
+def _websocket_outcome(exc: BaseException) -> Outcome:
+    if type(exc).__name__ == "WebSocketDisconnect":
+        return _CANCELLED  # the client went away while the app was still using the socket
+    return outcome_for(type(exc))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _check_access(
+    scope: Scope, opts: Options
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+    allow = opts.metrics_allow
+    if allow is not None:
+        client = scope.get("client")
+        try:
+            address = ipaddress.ip_address(client[0]) if client else None
+        except ValueError:
+            address = None
+        if address is None or not any(address in network for network in allow):
+            return 403, b"Forbidden\n", []
+    token = opts.metrics_token
+    if token is not None:
+        given = _header(scope, b"authorization") or ""
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            return 401, b"Unauthorized\n", [(b"www-authenticate", b'Bearer realm="concmon"')]
+    return None
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+__all__ = ["SCOPE_MARK", "ConcMonMiddleware", "InstallOptions", "MiddlewareState"]

@@ -1,0 +1,37 @@
+"""Helpers for the adapter tests: bounded polling on the live monitor, invariants after each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from concmon import Snapshot, get_monitor
+from concmon.testing import check_invariants
+
+
+def snap() -> Snapshot:
+    """The process monitor's snapshot now, checked against the accounting rules."""
+    return check_invariants(get_monitor().snapshot())
+
+
+def wait_until(
+    predicate: Callable[[Snapshot], bool], timeout: float = 15.0, what: str = "condition"
+) -> Snapshot:
+    """Poll the monitor until ``predicate`` holds (bounded); returns the snapshot that did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = snap()
+        if predicate(current):
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s: {current.to_dict()}")
+        time.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def invariants_hold_after() -> Iterator[None]:
+    """Every adapter test ends with a monitor whose snapshot keeps the accounting rules."""
+    yield
+    check_invariants(get_monitor().snapshot())
