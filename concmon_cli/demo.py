@@ -160,10 +160,13 @@ def run_demo(
     ends = time.monotonic() + duration
     thresholds = Thresholds(warn_active=parallel, crit_active=parallel * 4, warn_queue=1)
 
+    def poll() -> None:
+        for snapshot in stream.poll():
+            workers.add(snapshot)
+            stats.queue_peak = max(stats.queue_peak, snapshot.queue_peak)
+
     def frame() -> Any:
         live = workers.live()
-        if live:
-            stats.queue_peak = max(stats.queue_peak, live[0].queue_peak)
         left = max(0.0, ends - time.monotonic())
         title = Text(
             f"concmon demo: OpenAI-style proxy on {base}, upstream parallelism {parallel}, "
@@ -186,13 +189,13 @@ def run_demo(
 
             with Live(console=console, auto_refresh=False) as screen:
                 while time.monotonic() < ends and load_thread.is_alive():
-                    workers.extend(stream.poll())
+                    poll()
                     screen.update(frame(), refresh=True)
                     time.sleep(refresh)
         else:
             next_print = 0.0
             while time.monotonic() < ends and load_thread.is_alive():
-                workers.extend(stream.poll())
+                poll()
                 if time.monotonic() >= next_print:
                     console.print(frame())
                     console.print()
@@ -203,7 +206,7 @@ def run_demo(
     finally:
         stop.set()
         load_thread.join(35)
-        workers.extend(stream.poll())
+        poll()
         server.should_exit = True
         server_thread.join(15)
         sock.close()
