@@ -49,50 +49,64 @@ _FAILED = Outcome.FAILED
 
 
 class _Counters:
-    """Mutable per-endpoint state; only ever touched under the monitor's lock."""
+    """Mutable per-endpoint state; only ever touched under the monitor's lock.
+
+    ``total`` is not stored: it is ``completed + active`` by construction, so it can never
+    disagree with them, and the request path has one counter less to bump.
+    """
 
     __slots__ = (
+        "a0",
         "active",
-        "area",
         "cancelled",
-        "changed",
         "completed",
-        "dur_count",
+        "completed_mark",
         "dur_max",
         "dur_sum",
         "failed",
+        "group",
         "interval_peak",
+        "moment",
         "peak",
         "rejected",
-        "total",
+        "untimed",
     )
 
-    def __init__(self, now: float) -> None:
+    group: _Group | _Orphanage
+
+    def __init__(self, group: _Group, now: float) -> None:
+        self.group = group
         self.active = 0
         self.peak = 0
         self.interval_peak = 0
-        self.total = 0
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
         self.rejected = 0
+        # Durations of the requests finished in this interval; their count is derived from
+        # `completed` (minus its value at the interval start and the untimed finishes of
+        # decrement_task, which has no start time).
         self.dur_sum = 0.0
-        self.dur_count = 0
         self.dur_max = 0.0
-        # Integral of `active` over time since the interval started, for the time-weighted mean.
-        self.area = 0.0
-        self.changed = now
+        self.completed_mark = 0
+        self.untimed = 0
+        # The time-weighted mean of `active` needs its integral over the interval. Integrating by
+        # parts, that integral is active(T)*T - active(t0)*t0 + sum(end times) - sum(start
+        # times) of the changes in between: one subtraction per begin, one addition per finish.
+        self.a0 = 0
+        self.moment = 0.0
 
     def stats(self, now: float, interval: float, reset: bool) -> EndpointStats:
-        area = self.area + self.active * (now - self.changed)
-        avg_active = round(area / interval, 3) if interval > 0 else float(self.active)
-        count = self.dur_count
+        # Clamped: float rounding in the sums must never show as a negative mean.
+        area = max(self.active * now - self.a0 * (now - interval) + self.moment, 0.0)
+        avg_active = round(area / interval, 3) + 0.0 if interval > 0 else float(self.active)
+        count = self.completed - self.completed_mark - self.untimed
         stats = EndpointStats(
             active=self.active,
             peak=self.peak,
             interval_peak=self.interval_peak,
             avg_active=avg_active,
-            total=self.total,
+            total=self.completed + self.active,
             completed=self.completed,
             failed=self.failed,
             cancelled=self.cancelled,
@@ -102,68 +116,125 @@ class _Counters:
         )
         if reset:
             self.interval_peak = self.active
-            self.area = 0.0
-            self.changed = now
+            self.a0 = self.active
+            self.moment = 0.0
             self.dur_sum = 0.0
-            self.dur_count = 0
             self.dur_max = 0.0
+            self.completed_mark = self.completed
+            self.untimed = 0
         return stats
+
+
+class _Orphanage:
+    """Where counters go when their monitor is reset (or the process forked): a ticket opened
+    before the reset still finishes without error, but against state nobody reads."""
+
+    __slots__ = ("_lock", "active")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.active = 0
+
+
+_ORPHANS: Final = _Orphanage()
 
 
 class Ticket:
     """One counted request. Created by ``begin``; ``finish`` closes it exactly once."""
 
-    __slots__ = ("_counters", "_gen", "_group", "_open", "started")
+    __slots__ = ("_counters", "started")
 
-    def __init__(self, group: _Group | None, counters: _Counters | None, started: float) -> None:
-        self._group = group
-        self._counters = counters
-        self._gen = group._gen if group is not None else -1
-        self._open = group is not None
-        self.started = started
+    _counters: _Counters | None
+    started: float
 
     def finish(self, outcome: Outcome = _OK) -> bool:
         """Close the request; returns False (and counts nothing) if it was already closed."""
-        group = self._group
-        if group is None:
+        c = self._counters
+        if c is None:
             return False
-        return group._finish(self, outcome)
+        group = c.group
+        now = perf_counter()
+        with group._lock:
+            if self._counters is None:  # another thread closed it first
+                return False
+            self._counters = None
+            c.moment += now
+            c.active -= 1
+            c.completed += 1
+            if outcome is not _OK:
+                if outcome is _FAILED:
+                    c.failed += 1
+                else:
+                    c.cancelled += 1
+            d = now - self.started
+            c.dur_sum += d
+            if d > c.dur_max:
+                c.dur_max = d
+            group.active -= 1
+            return True
 
     @property
     def open(self) -> bool:
-        return self._open
+        return self._counters is not None
 
 
-_NULL_TICKET: Final = Ticket(None, None, 0.0)
+_new_ticket = object.__new__
+
+
+def _null_ticket() -> Ticket:
+    ticket: Ticket = _new_ticket(Ticket)
+    ticket._counters = None
+    ticket.started = 0.0
+    return ticket
+
+
+_NULL_TICKET: Final = _null_ticket()
 
 
 class _Group:
     """Endpoints of one kind (HTTP requests, WebSocket connections or background tasks)."""
 
+    __slots__ = (
+        "_lock",
+        "_max",
+        "_monitor",
+        "_overflow_warned",
+        "_unbalanced_reported",
+        "active",
+        "endpoints",
+        "interval_peak",
+        "kind",
+        "peak",
+    )
+
+    endpoints: dict[str, _Counters]
+    active: int
+    peak: int
+    interval_peak: int
+
     def __init__(self, monitor: ConcurrencyMonitor, kind: str) -> None:
         self._monitor = monitor
         self.kind = kind
         self._lock = monitor._lock
-        self._gen = 0
         self._max = monitor.max_endpoints
         self._overflow_warned = False
         self._unbalanced_reported: set[str] = set()
-        self.enabled = monitor.enabled
         self._clear(perf_counter())
 
     def _clear(self, now: float) -> None:
-        self.endpoints: dict[str, _Counters] = {}
+        for counters in getattr(self, "endpoints", {}).values():
+            counters.group = _ORPHANS
+        self.endpoints = {}
         self.active = 0
         self.peak = 0
         self.interval_peak = 0
-        self._gen += 1
 
     def _add(self, name: str, now: float) -> _Counters:
         endpoints = self.endpoints
         if len(endpoints) - (OVERFLOW_NAME in endpoints) >= self._max:
             counters = endpoints.get(OVERFLOW_NAME)
             if counters is None:
-                counters = endpoints[OVERFLOW_NAME] = _Counters(now)
+                counters = endpoints[OVERFLOW_NAME] = _Counters(self, now)
             if not self._overflow_warned:
                 self._overflow_warned = True
                 logger.warning(
@@ -174,7 +245,7 @@ class _Group:
                     OVERFLOW_NAME,
                 )
             return counters
-        counters = endpoints[name] = _Counters(now)
+        counters = endpoints[name] = _Counters(self, now)
         return counters
 
     def _lookup(self, name: str) -> _Counters | None:
@@ -186,19 +257,15 @@ class _Group:
 
     def begin(self, name: str) -> Ticket:
         """Count a request to ``name`` as active; returns the ticket that ends it."""
-        if not self.enabled:
-            return _NULL_TICKET
         now = perf_counter()
         with self._lock:
-            c = self.endpoints.get(name)
-            if c is None:
+            try:
+                c = self.endpoints[name]
+            except KeyError:
                 c = self._add(name, now)
-            a = c.active
-            c.area += a * (now - c.changed)
-            c.changed = now
-            a += 1
+            c.moment -= now
+            a = c.active + 1
             c.active = a
-            c.total += 1
             if a > c.interval_peak:
                 c.interval_peak = a
                 if a > c.peak:
@@ -209,48 +276,52 @@ class _Group:
                 self.interval_peak = a
                 if a > self.peak:
                     self.peak = a
-            return Ticket(self, c, now)
+            ticket: Ticket = _new_ticket(Ticket)
+            ticket._counters = c
+            ticket.started = now
+            return ticket
 
-    def _finish(self, ticket: Ticket, outcome: Outcome) -> bool:
+    def increment(self, name: str) -> None:
+        """``begin`` without a ticket, for callers that pair by name (``decrement``)."""
         now = perf_counter()
         with self._lock:
-            if not ticket._open or ticket._gen != self._gen:
-                ticket._open = False
-                return False
-            ticket._open = False
-            c = ticket._counters
-            assert c is not None
-            self._close(c, outcome, now)
-            d = now - ticket.started
-            c.dur_sum += d
-            c.dur_count += 1
-            if d > c.dur_max:
-                c.dur_max = d
-            return True
-
-    def _close(self, c: _Counters, outcome: Outcome, now: float) -> None:
-        a = c.active
-        c.area += a * (now - c.changed)
-        c.changed = now
-        c.active = a - 1
-        c.completed += 1
-        if outcome is not _OK:
-            if outcome is _FAILED:
-                c.failed += 1
-            else:
-                c.cancelled += 1
-        self.active -= 1
+            try:
+                c = self.endpoints[name]
+            except KeyError:
+                c = self._add(name, now)
+            c.moment -= now
+            a = c.active + 1
+            c.active = a
+            if a > c.interval_peak:
+                c.interval_peak = a
+                if a > c.peak:
+                    c.peak = a
+            a = self.active + 1
+            self.active = a
+            if a > self.interval_peak:
+                self.interval_peak = a
+                if a > self.peak:
+                    self.peak = a
 
     def decrement(self, name: str, outcome: Outcome) -> bool:
-        if not self.enabled:
-            return False
         now = perf_counter()
         with self._lock:
-            c = self._lookup(name)
+            c = self.endpoints.get(name)
+            if c is None:
+                c = self._lookup(name)
             if c is None or c.active <= 0:
                 self._report_unbalanced(name)
                 return False
-            self._close(c, outcome, now)
+            c.moment += now
+            c.active -= 1
+            c.completed += 1
+            c.untimed += 1
+            if outcome is not _OK:
+                if outcome is _FAILED:
+                    c.failed += 1
+                else:
+                    c.cancelled += 1
+            self.active -= 1
             return True
 
     def _report_unbalanced(self, name: str) -> None:
@@ -269,8 +340,6 @@ class _Group:
         )
 
     def reject(self, name: str) -> None:
-        if not self.enabled:
-            return
         now = perf_counter()
         with self._lock:
             c = self.endpoints.get(name)
@@ -280,6 +349,27 @@ class _Group:
 
     def _collect(self, now: float, interval: float, reset: bool) -> dict[str, EndpointStats]:
         return {name: c.stats(now, interval, reset) for name, c in self.endpoints.items()}
+
+
+class _DisabledGroup(_Group):
+    """A switched-off group: the same layout, every counting call a no-op.
+
+    Switching is done by changing the group's class, so the enabled path carries no flag test.
+    """
+
+    __slots__ = ()
+
+    def begin(self, name: str) -> Ticket:
+        return _NULL_TICKET
+
+    def increment(self, name: str) -> None:
+        return None
+
+    def decrement(self, name: str, outcome: Outcome) -> bool:
+        return False
+
+    def reject(self, name: str) -> None:
+        return None
 
 
 class _QueueCounters:
@@ -425,18 +515,30 @@ class ConcurrencyMonitor:
     ) -> None:
         if max_endpoints < 1:
             raise ValueError("max_endpoints must be at least 1")
-        self.enabled = enabled
+        self._enabled = enabled
         self.max_endpoints = max_endpoints
         self._lock = threading.Lock()
         self.http = _Group(self, "http")
         self.websocket = _Group(self, "websocket")
         self.background = _Group(self, "background")
         self._groups = (self.http, self.websocket, self.background)
+        self.enabled = enabled
         self.host = socket.gethostname()
         self.max_concurrency: int | None = None
         self.sink_errors: dict[str, int] = {}
         self._reset_process_state()
         _MONITORS.add(self)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether counting is on; off makes every tracking call a no-op."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = value
+        for group in self._groups:
+            group.__class__ = _Group if value else _DisabledGroup
 
     def _reset_process_state(self) -> None:
         now = perf_counter()
@@ -459,7 +561,7 @@ class ConcurrencyMonitor:
 
     def increment_task(self, endpoint: str) -> None:
         """Count one more active request on ``endpoint`` (pair with :meth:`decrement_task`)."""
-        self.http.begin(endpoint)
+        self.http.increment(endpoint)
 
     def decrement_task(
         self, endpoint: str, success: bool = True, *, outcome: Outcome | None = None
@@ -496,7 +598,7 @@ class ConcurrencyMonitor:
         """Report the depth of a queue the application owns (a worker pool, a semaphore)."""
         if depth < 0:
             raise ValueError(f"queue depth cannot be negative, got {depth}")
-        if not self.enabled:
+        if not self._enabled:
             return
         with self._lock:
             q = self._queue(source)
@@ -523,7 +625,7 @@ class ConcurrencyMonitor:
             self._queue_peak = total
 
     def _queue_enter(self, source: str) -> float:
-        if not self.enabled:
+        if not self._enabled:
             return 0.0
         with self._lock:
             q = self._queue(source)
@@ -532,7 +634,7 @@ class ConcurrencyMonitor:
         return perf_counter()
 
     def _queue_exit(self, source: str, started: float) -> float:
-        if not self.enabled:
+        if not self._enabled:
             return 0.0
         waited = perf_counter() - started
         with self._lock:
@@ -667,6 +769,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     while _held:
         _held.pop().release()
+    _ORPHANS._lock = threading.Lock()
     for monitor in list(_MONITORS):
         monitor._lock = threading.Lock()
         monitor.sink_errors = {}

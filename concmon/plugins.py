@@ -131,7 +131,7 @@ class PluginHost:
                 self.pm.unregister(name=name)
 
     def names(self) -> list[str]:
-        return [name for name, _ in self.pm.list_name_plugin()]
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
     def report(self, snapshot: Snapshot) -> None:
         self._call_all(self.pm.hook.concmon_report.get_hookimpls(), {"snapshot": snapshot})

@@ -106,8 +106,6 @@ def init_monitor(
         if monitor is None or monitor.max_endpoints != settings.max_endpoints:
             monitor = _monitor = _new_monitor(settings)
         monitor.enabled = settings.enabled
-        for group in (monitor.http, monitor.websocket, monitor.background):
-            group.enabled = settings.enabled
         plugins = PluginHost(settings, monitor)
         sampler = SystemSampler() if settings.system_metrics else None
         reporter = Reporter(monitor, plugins, settings.update_interval, sampler)

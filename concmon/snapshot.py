@@ -350,3 +350,13 @@ def _opt_float(data: Mapping[str, Any], name: str) -> float | None:
     if data.get(name) is None:
         return None
     return _float(data, name)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``concmon.snapshot/1``, shipped with the package."""
+    import json
+    from importlib.resources import files
+
+    text = files("concmon").joinpath("snapshot.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

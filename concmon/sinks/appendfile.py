@@ -4,8 +4,8 @@ Every report is one ``write`` on an ``O_APPEND`` descriptor, so reports from sev
 processes never interleave within a line. Before each write the file's inode is compared with
 the descriptor's: when something renamed or deleted the file (logrotate's default
 rename-and-recreate), the writer reopens the path and nothing is lost. Size rotation is done
-under an advisory lock on a sibling ``.lock`` file so two workers never rotate the same file
-twice.
+under an advisory lock on a hidden sibling ``.NAME.lock`` file so two workers never rotate
+the same file twice.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class AppendFile:
         self._lock = threading.Lock()
 
     def _open(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _close_fd(self) -> None:
@@ -49,7 +48,7 @@ class AppendFile:
         if fcntl is None or not self.max_bytes:
             yield
             return
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self.path.with_name(f".{self.path.name}.lock")
         fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -84,6 +83,8 @@ class AppendFile:
     def write(self, text: str) -> None:
         data = text.encode("utf-8")
         try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock, self._interprocess_lock():
                 fd = self._current_fd()
                 size = os.fstat(fd).st_size

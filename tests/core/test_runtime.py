@@ -1,0 +1,228 @@
+"""init_monitor, the reporter thread and the process lifecycle, with real threads and forks."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import concmon
+from concmon import ConfigError, get_monitor, get_runtime, init_monitor, shutdown_monitor
+from concmon.logformat import parse_reports
+from concmon.testing import CapturingSink, check_balanced
+
+
+def _capture() -> CapturingSink:
+    runtime = get_runtime()
+    assert runtime is not None
+    sink = CapturingSink()
+    assert runtime.plugins.register(sink, "capture")
+    return sink
+
+
+def test_init_and_get_are_idempotent_across_threads() -> None:
+    """Many threads calling init_monitor/get_monitor at once all get the one monitor."""
+    barrier = threading.Barrier(16)
+    got: list[object] = []
+
+    def call(i: int) -> None:
+        barrier.wait()
+        got.append(init_monitor(sinks=()) if i % 2 else get_monitor())
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(m) for m in got}) == 1
+    assert got[0] is get_monitor()
+    runtime = get_runtime()
+    assert runtime is not None and runtime.reporter.running
+
+
+def test_reports_arrive_on_a_grid_without_drift() -> None:
+    """Reports come once per interval; ten intervals take ten intervals, not more."""
+    init_monitor(sinks=(), update_interval=0.1, system_metrics=False)
+    sink = _capture()
+    start = time.monotonic()
+    sink.wait_for(10, timeout=10)
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.0 + 0.5, f"ten 0.1 s intervals took {elapsed:.2f}s"
+    spacings = [r.interval_s for r in sink.reports[1:10]]
+    assert all(0.05 < s < 0.3 for s in spacings), spacings
+
+
+def test_interval_values_reset_after_each_report() -> None:
+    """The interval peak of one report does not leak into the next."""
+    monitor = init_monitor(sinks=(), update_interval=0.1, system_metrics=False)
+    sink = _capture()
+    tickets = [monitor.begin("/burst") for _ in range(5)]
+    for t in tickets:
+        t.finish()
+    reports = sink.wait_for(3)
+    assert reports[0].interval_peak == 5 or reports[1].interval_peak == 5
+    assert reports[-1].interval_peak == 0
+    assert reports[-1].total == 5
+
+
+def test_shutdown_is_prompt_and_flushes_a_final_report(tmp_path: Path) -> None:
+    """shutdown_monitor returns well within one interval and the final report reaches sinks."""
+    monitor = init_monitor(sinks=("logfile",), update_interval=30.0)
+    sink = _capture()
+    monitor.begin("/x").finish()
+    start = time.monotonic()
+    final = shutdown_monitor()
+    assert time.monotonic() - start < 5
+    assert final is not None and final.total == 1
+    assert sink.final == final
+    assert shutdown_monitor() is None
+    text = (tmp_path / "logs" / "concmon.log").read_text()
+    assert parse_reports(text.splitlines()) == ([final], 0)
+
+
+def test_counting_survives_shutdown_and_restart() -> None:
+    """After shutdown the monitor still counts, and init_monitor reports again."""
+    monitor = init_monitor(sinks=())
+    shutdown_monitor()
+    monitor.begin("/x").finish()
+    assert init_monitor(sinks=()) is monitor
+    assert check_balanced(monitor.snapshot()).total == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MONITOR_UPDATE_INTERVAL", "abc", "MONITOR_UPDATE_INTERVAL='abc'"),
+        ("MONITOR_UPDATE_INTERVAL", "0", "greater than 0"),
+        ("MONITOR_UPDATE_INTERVAL", "-1", "MONITOR_UPDATE_INTERVAL='-1'"),
+        ("LOG_LEVEL", "loud", "debug, info, warning or error"),
+        ("ENABLE_CONCURRENCY_MONITOR", "maybe", "true or false"),
+        ("CONCMON_MAX_ENDPOINTS", "0", "CONCMON_MAX_ENDPOINTS"),
+    ],
+)
+def test_bad_settings_fail_with_one_clear_message(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    """A bad value names the variable and what it accepts, with no chained traceback."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        init_monitor()
+    assert expected in str(caught.value)
+    assert variable in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert get_runtime() is None
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's unprefixed variables and the CONCMON_ ones reach the settings."""
+    monkeypatch.setenv("MONITOR_UPDATE_INTERVAL", "0.5")
+    monkeypatch.setenv("DEBUG", "true")
+    monkeypatch.setenv("CONCMON_SINKS", "jsonl, stdout")
+    monkeypatch.setenv("CONCMON_MAX_ENDPOINTS", "7")
+    init_monitor(start_reporter=False)
+    runtime = get_runtime()
+    assert runtime is not None
+    s = runtime.settings
+    assert (s.update_interval, s.debug, s.sinks, s.max_endpoints) == (0.5, True, ("jsonl", "stdout"), 7)
+    assert s.effective_log_level == "debug"
+    assert runtime.monitor.max_endpoints == 7
+    assert sorted(runtime.plugins.names()) == ["jsonl", "stdout"]
+
+
+def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENABLE_CONCURRENCY_MONITOR=false: no reporter, no sinks, tracking is a no-op."""
+    monkeypatch.setenv("ENABLE_CONCURRENCY_MONITOR", "false")
+    monitor = init_monitor()
+    runtime = get_runtime()
+    assert runtime is not None and not runtime.reporter.running
+    assert runtime.plugins.names() == []
+
+    @concmon.track_task("/x")
+    def work() -> int:
+        return 1
+
+    assert work() == 1
+    assert monitor.snapshot().total == 0
+
+
+def test_track_task_sync_and_async() -> None:
+    """The decorator counts plain and async functions, failures and cancellation."""
+    import asyncio
+
+    @concmon.track_task("/sync")
+    def ok(x: int) -> int:
+        return x * 2
+
+    @concmon.track_task
+    def bad() -> None:
+        raise KeyError("k")
+
+    @concmon.track_task("/async")
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    assert ok(2) == 4
+    with pytest.raises(KeyError):
+        bad()
+
+    async def main() -> None:
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.01)
+        assert get_monitor().snapshot().endpoints["/async"].active == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    snap = check_balanced(get_monitor().snapshot())
+    assert snap.endpoints["/sync"].completed == 1
+    assert snap.endpoints["test_track_task_sync_and_async.<locals>.bad"].failed == 1
+    assert snap.endpoints["/async"].cancelled == 1
+    assert ok.__name__ == "ok", "functools.wraps keeps the function's identity"
+
+
+def test_fork_after_start_gives_the_child_its_own_reporter(tmp_path: Path) -> None:
+    """RELIABILITY 26: after fork the child has fresh counters, its own pid and a reporter."""
+    monitor = init_monitor(sinks=("jsonl",), update_interval=0.1, system_metrics=False)
+    held = monitor.begin("/parent")
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(read_fd)
+            child = get_monitor()
+            before = child.snapshot()
+            child.begin("/child").finish()
+            runtime = get_runtime()
+            deadline = time.monotonic() + 5
+            while runtime is not None and runtime.reporter.reports < 2:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            result = {
+                "pid": child.snapshot().pid,
+                "before_active": before.active,
+                "total": child.snapshot().total,
+                "reports": runtime.reporter.reports if runtime else -1,
+            }
+            os.write(write_fd, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        result = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert result["pid"] == pid
+    assert result["before_active"] == 0, "the parent's in-flight requests are not the child's"
+    assert result["total"] == 1
+    assert result["reports"] >= 2, "the child must report on its own"
+    assert monitor.snapshot().active == 1, "the parent is untouched"
+    held.finish()
+    shutdown_monitor()
+    lines = (tmp_path / "logs" / "concmon.jsonl").read_text().splitlines()
+    pids = {json.loads(line)["pid"] for line in lines}
+    assert pids == {os.getpid(), pid}
