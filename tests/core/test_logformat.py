@@ -62,7 +62,9 @@ def test_readme_example_line_parses() -> None:
     for t in tickets[4:]:
         t.finish()
     line = format_report(monitor.snapshot()).splitlines()[0]
-    assert "[CONCURRENCY] Active: 4/12 Total: 12 Completed: 8 Failed: 0 Cancelled: 0 Queue: 0" in line
+    assert (
+        "[CONCURRENCY] Active: 4/12 Total: 12 Completed: 8 Failed: 0 Cancelled: 0 Queue: 0" in line
+    )
     values = parse_line(line).values
     assert values["active"] == 4
     assert values["peak"] == 12

@@ -68,7 +68,9 @@ def test_broken_entry_point_is_named_and_skipped(
         init_monitor()
     runtime = get_runtime()
     assert runtime is not None and runtime.plugins.names() == ["stdout"]
-    assert any("'broken'" in r.message and "ModuleNotFoundError" in r.message for r in caplog.records)
+    assert any(
+        "'broken'" in r.message and "ModuleNotFoundError" in r.message for r in caplog.records
+    )
 
 
 def test_blocked_plugin_is_never_imported(

@@ -127,7 +127,12 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     runtime = get_runtime()
     assert runtime is not None
     s = runtime.settings
-    assert (s.update_interval, s.debug, s.sinks, s.max_endpoints) == (0.5, True, ("jsonl", "stdout"), 7)
+    assert (s.update_interval, s.debug, s.sinks, s.max_endpoints) == (
+        0.5,
+        True,
+        ("jsonl", "stdout"),
+        7,
+    )
     assert s.effective_log_level == "debug"
     assert runtime.monitor.max_endpoints == 7
     assert sorted(runtime.plugins.names()) == ["jsonl", "stdout"]

@@ -157,7 +157,7 @@ def test_full_disk_is_reported(tmp_path: Path) -> None:
 def test_jsonl_lines_are_single_ascii_lines() -> None:
     """A JSON line holds one snapshot whatever the names, so a write never splits it."""
     monitor = ConcurrencyMonitor()
-    monitor.begin("/ü\n\u2028\"quoted\"").finish()
+    monitor.begin('/ü\n\u2028"quoted"').finish()
     line = snapshot_line(monitor.snapshot())
     assert line.isascii() and line.count("\n") == 1 and line.endswith("\n")
 
