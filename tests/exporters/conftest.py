@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -104,6 +105,14 @@ class PrometheusServer:
             time.sleep(0.25)
         return seen
 
+    def ready(self) -> bool:
+        """Prometheus answers 503 until its storage is open; only then can it be queried."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
     def targets_up(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as resp:
             data = json.load(resp)
@@ -144,9 +153,9 @@ def prometheus_server(targets: list[str], tmp_path: Path) -> Iterator[Prometheus
         wait_for_port(port, 30, proc)
         server = PrometheusServer(f"http://{HOST}:{port}")
         deadline = time.monotonic() + 30
-        while len(server.targets_up()) < len(targets):
+        while not server.ready() or len(server.targets_up()) < len(targets):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"targets not up: {server.targets_up()}")
+                raise TimeoutError(f"prometheus not ready or targets not up: {targets}")
             time.sleep(0.25)
         yield server
     finally:
