@@ -35,3 +35,20 @@ def invariants_hold_after() -> Iterator[None]:
     """Every adapter test ends with a monitor whose snapshot keeps the accounting rules."""
     yield
     check_invariants(get_monitor().snapshot())
+
+
+def drained(timeout: float = 15.0) -> Snapshot:
+    """Wait until nothing is active or queued (the server closes a request just after the
+    client has its response), then assert the snapshot is balanced."""
+    from concmon.testing import check_balanced
+
+    return check_balanced(
+        wait_until(
+            lambda s: s.active == 0
+            and s.queue_depth == 0
+            and not any(e.active for e in s.websockets.values())
+            and not any(e.active for e in s.background.values()),
+            timeout,
+            "drained",
+        )
+    )
