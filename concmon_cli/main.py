@@ -369,6 +369,54 @@ def export_json(
     return EXIT_OK
 
 
+@export.command("prometheus")
+@_source_option
+@click.option("--since", help="Add up the reports since then (queue waits, CPU): 10m, 1h.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write to this file atomically (for node_exporter's textfile collector).",
+)
+def export_prometheus(
+    *, source: str | None, kind: str, stale_intervals: float, since: str | None, output: str | None
+) -> int:
+    """The latest reports in the Prometheus text format, workers added up."""
+    try:
+        from concmon.exporters.prometheus import exposition_from_snapshots
+    except ImportError as exc:
+        raise CliError(f"the Prometheus exporter needs prometheus-client ({exc})") from None
+    cutoff = parse_since(since) if since is not None else None
+    opened = _open(source, kind, stale_intervals)
+    if isinstance(opened, UrlSource):
+        if cutoff is not None:
+            raise CliError("--since needs a log or JSON-lines file; a URL only has the present")
+        reports = [opened.fetch()]
+    elif cutoff is not None:
+        reports, _ = opened.reports_since(cutoff)
+        if not reports:
+            raise CliError(f"no complete concmon report in {opened.path} since {since}")
+    else:
+        reports, _ = opened.recent()
+    text = exposition_from_snapshots(reports, stale_intervals=stale_intervals)
+    if output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(output)
+    try:
+        fd, temp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, target)
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return EXIT_OK
+
+
 @cli.command()
 @_source_option
 @click.option("--max-active", type=click.IntRange(min=0), help="Alert above this many active.")

@@ -164,7 +164,13 @@ class FileSource:
         return self.path.with_name(self.path.name + ".1")
 
     def scan_back(self, handle: BinaryIO, end: int, decoder: Decoder) -> WorkerSet:
-        """The latest reports per pid, read from ``end`` back only as far as needed.
+        """The latest reports per pid (see :meth:`recent_reports`)."""
+        workers = WorkerSet(self.stale_intervals)
+        workers.extend(self.recent_reports(handle, end, decoder))
+        return workers
+
+    def recent_reports(self, handle: BinaryIO, end: int, decoder: Decoder) -> list[Snapshot]:
+        """The reports near the end of the file, oldest first, read back only as far as needed.
 
         Reading stops once a report is older than the newest one by more than the stale
         window plus one interval: anything before that belongs to workers that are gone, and
@@ -209,21 +215,27 @@ class FileSource:
         finally:
             for extra in opened:
                 extra.close()
-        workers = WorkerSet(self.stale_intervals)
-        workers.extend(reversed(found))
-        return workers
+        found.reverse()
+        return found
 
-    def latest(self) -> Reading:
+    def recent(self) -> tuple[list[Snapshot], int]:
+        """The last reports of every live worker, oldest first, and the lines skipped."""
         handle, end = self._open()
         with handle:
             if end == 0:
                 raise CliError(f"{self.path} is empty: no report has been written yet")
             decoder = self.decoder()
-            workers = self.scan_back(handle, end, decoder)
-        if not workers.latest:
+            found = self.recent_reports(handle, end, decoder)
+        if not found:
             skipped = f" ({decoder.skipped} unreadable lines skipped)" if decoder.skipped else ""
             raise CliError(f"no complete concmon report in {self.path}{skipped}")
-        return Reading(self.label, workers, decoder.skipped)
+        return found, decoder.skipped
+
+    def latest(self) -> Reading:
+        found, skipped = self.recent()
+        workers = WorkerSet(self.stale_intervals)
+        workers.extend(found)
+        return Reading(self.label, workers, skipped)
 
     def reports(self) -> tuple[Iterator[Snapshot], Decoder]:
         """Every report of the file from its start (for ``history`` and ``export --since``)."""

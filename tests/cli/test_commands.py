@@ -203,3 +203,17 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path: Path, name: str) -
     assert len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_export_prometheus_adds_up_workers_and_writes_atomically(tmp_path: Path) -> None:
+    """Two workers' latest reports become one exposition; ``-o`` leaves only the final file."""
+    path = write(
+        tmp_path / "c.log", [busy_snapshot(pid=1, active=2), busy_snapshot(pid=2, active=3)]
+    )
+    out = run("export", "prometheus", str(path)).stdout
+    assert 'concmon_requests_active{endpoint="/chat/completions"} 5.0' in out
+    target = tmp_path / "prom" / "concmon.prom"
+    target.parent.mkdir()
+    assert run("export", "prometheus", str(path), "-o", str(target)).exit_code == 0
+    assert target.read_text() == out
+    assert [p.name for p in target.parent.iterdir()] == ["concmon.prom"]
