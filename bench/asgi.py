@@ -155,9 +155,17 @@ async def _pyload(port: int, path: str, duration: float, connections: int) -> fl
 
 def _wrk(port: int, path: str, duration: float, connections: int) -> float:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-         f"http://127.0.0.1:{port}{path}"],
-        capture_output=True, text=True, timeout=duration + 30, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+        check=True,
     ).stdout
     match = re.search(r"Requests/sec:\s*([\d.]+)", out)
     if match is None:
@@ -168,9 +176,23 @@ def _wrk(port: int, path: str, duration: float, connections: int) -> float:
 def http_run(which: str, path: str, duration: float, connections: int, tool: str) -> float:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", f"bench.asgi:{which}", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"bench.asgi:{which}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait(port)
@@ -201,15 +223,18 @@ def main() -> None:
     if args.inprocess_only:
         return
     tool = "wrk" if shutil.which("wrk") else "python"
-    print(f"over HTTP (uvicorn on 127.0.0.1, load generator: {tool}, "
-          f"{args.connections} connections, {args.duration:g}s per run):")
+    print(
+        f"over HTTP (uvicorn on 127.0.0.1, load generator: {tool}, "
+        f"{args.connections} connections, {args.duration:g}s per run):"
+    )
     ratios = []
     for r in range(args.rounds):
         b = http_run("bare", "/json", args.duration, args.connections, tool)
         i = http_run("instrumented", "/json", args.duration, args.connections, tool)
         ratios.append(i / b)
-        print(f"  round {r + 1}: bare {b:8.0f} req/s  instrumented {i:8.0f} req/s  "
-              f"ratio {i / b:.3f}")
+        print(
+            f"  round {r + 1}: bare {b:8.0f} req/s  instrumented {i:8.0f} req/s  ratio {i / b:.3f}"
+        )
     print(f"  median throughput ratio (instrumented / bare): {statistics.median(ratios):.3f}")
 
 

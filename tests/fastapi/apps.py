@@ -193,15 +193,3 @@ def plain_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
         await send({"type": "http.response.body", "body": b"plain"})
 
     return run()
-
-
-def mounted_starlette() -> Starlette:
-    async def page(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("x")
-
-    inner = Starlette(routes=[Route("/docs/{doc_id:int}", page)])
-    return Starlette(routes=[Route("/", page), Mount("/v1", app=inner)])
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    yield from text.splitlines()

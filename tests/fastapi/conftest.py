@@ -44,10 +44,12 @@ def drained(timeout: float = 15.0) -> Snapshot:
 
     return check_balanced(
         wait_until(
-            lambda s: s.active == 0
-            and s.queue_depth == 0
-            and not any(e.active for e in s.websockets.values())
-            and not any(e.active for e in s.background.values()),
+            lambda s: (
+                s.active == 0
+                and s.queue_depth == 0
+                and not any(e.active for e in s.websockets.values())
+                and not any(e.active for e in s.background.values())
+            ),
             timeout,
             "drained",
         )

@@ -53,7 +53,11 @@ def test_two_hundred_concurrent_requests_peak_and_exact_totals(server: str, hook
     after = wait_until(lambda s: s.active == 0, what="drained")
     check_balanced(after)
     assert endpoint("/slow") == {
-        "active": 0, "total": 200, "completed": 200, "failed": 0, "cancelled": 0,
+        "active": 0,
+        "total": 200,
+        "completed": 200,
+        "failed": 0,
+        "cancelled": 0,
     }
     assert after.interval_peak >= 190
 
@@ -68,8 +72,13 @@ def test_outcomes_of_raise_5xx_ok_and_sync(server: str) -> None:
     with httpx.Client(base_url=server) as client:  # uvicorn drops the connection after a crash
         assert client.get("/boom").status_code == 500
     drained()
-    assert endpoint("/boom") == {"active": 0, "total": 1, "completed": 1, "failed": 1,
-                                 "cancelled": 0}
+    assert endpoint("/boom") == {
+        "active": 0,
+        "total": 1,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+    }
     assert snap().endpoints["/status/{code}"].failed == 1
     assert snap().endpoints["/status/{code}"].total == 2
     assert endpoint("/sync-fast")["completed"] == 1
@@ -103,8 +112,13 @@ def test_streaming_response_is_active_until_its_last_chunk(server: str, hooks: H
         assert rest == ["chunk 0", "chunk 1", "chunk 2"]
         assert client.get("/sse").text.count("data:") == 3
     drained()
-    assert endpoint("/stream") == {"active": 0, "total": 1, "completed": 1, "failed": 0,
-                                   "cancelled": 0}
+    assert endpoint("/stream") == {
+        "active": 0,
+        "total": 1,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert endpoint("/sse")["completed"] == 1
 
 
@@ -118,8 +132,13 @@ def test_client_leaving_mid_stream_counts_cancelled(server: str, hooks: Hooks) -
         # leaving the block closes the connection with the body unread
     hooks.stream_closed.wait_sync()
     drained()
-    assert endpoint("/stream") == {"active": 0, "total": 1, "completed": 1, "failed": 0,
-                                   "cancelled": 1}
+    assert endpoint("/stream") == {
+        "active": 0,
+        "total": 1,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 1,
+    }
 
 
 def test_disconnect_seen_through_http_disconnect_is_cancelled(server: str, hooks: Hooks) -> None:
@@ -127,17 +146,24 @@ def test_disconnect_seen_through_http_disconnect_is_cancelled(server: str, hooks
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(b"GET /disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
-        wait_until(lambda s: s.endpoints.get("/disconnect") is not None
-                   and s.endpoints["/disconnect"].active == 1)
+        wait_until(
+            lambda s: (
+                s.endpoints.get("/disconnect") is not None
+                and s.endpoints["/disconnect"].active == 1
+            )
+        )
     hooks.disconnect_seen.wait_sync()
     drained()
-    assert endpoint("/disconnect") == {"active": 0, "total": 1, "completed": 1, "failed": 0,
-                                       "cancelled": 1}
+    assert endpoint("/disconnect") == {
+        "active": 0,
+        "total": 1,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 1,
+    }
 
 
-def test_background_task_runs_after_the_request_and_counts_apart(
-    server: str, hooks: Hooks
-) -> None:
+def test_background_task_runs_after_the_request_and_counts_apart(server: str, hooks: Hooks) -> None:
     """The response completes before its background job; the job is active on its own."""
     with httpx.Client(base_url=server, timeout=30) as client:
         assert client.get("/background").json() == {"queued": True}
@@ -187,7 +213,7 @@ def test_mounted_and_included_templates(server: str) -> None:
     assert s.endpoints["<unmatched>"].total == 1
     assert s.endpoints["/api/users/{user_id}"].total == 1
     assert s.endpoints["/items/{item_id}"].total == 2
-    assert not any("u1" in name or "/a" == name[-2:] for name in s.endpoints)
+    assert not any("u1" in name or name[-2:] == "/a" for name in s.endpoints)
 
 
 def test_interleaved_requests_never_mix_their_outcomes(server: str) -> None:

@@ -22,7 +22,7 @@ from concmon import get_runtime
 from concmon.testing import CapturingSink
 from concmon_fastapi import CATCH_ALL, ConcMonMiddleware, install
 from tests.fastapi.apps import Hooks, make_app, plain_asgi_app, request_tag
-from tests.fastapi.conftest import drained, snap, wait_until
+from tests.fastapi.conftest import drained, wait_until
 from tests.servers import free_port, uvicorn_thread
 
 pytestmark = pytest.mark.slow
