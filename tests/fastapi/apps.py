@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, FastAPI, Request, Response, WebS
 from fastapi.responses import StreamingResponse
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from concmon_fastapi import install
 
