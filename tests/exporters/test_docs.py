@@ -1,0 +1,95 @@
+"""docs/exporters.md and the Grafana dashboard stay true to the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from concmon.exporters.config import settings_table
+from concmon.exporters.prometheus import METRIC_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "exporters.md"
+DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
+
+
+def _doc_promql() -> list[str]:
+    text = DOC.read_text()
+    block = re.search(r"```promql\n(.*?)```", text, re.S)
+    assert block is not None
+    exprs: list[str] = []
+    for line in block.group(1).splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.startswith(" ") and exprs:
+            exprs[-1] += " " + line.strip()
+        else:
+            exprs.append(line.strip())
+    return exprs
+
+
+def _dashboard_promql() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert exprs
+    return [e.replace("$__rate_interval", "1m").replace("$job", "myapp") for e in exprs]
+
+
+def _metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\bconcmon_[a-z_]+", expr))
+
+
+def test_settings_table_in_the_docs_is_the_generated_one() -> None:
+    """The table between the markers is exactly what ExporterSettings generates."""
+    text = DOC.read_text()
+    inner = text.split("<!-- exporter-settings:start -->\n")[1].split(
+        "\n<!-- exporter-settings:end"
+    )[0]
+    assert inner == settings_table()
+
+
+def test_every_metric_is_documented() -> None:
+    """Each family the exporter publishes has a row in docs/exporters.md."""
+    text = DOC.read_text()
+    for name in METRIC_NAMES:
+        assert f"`{name}`" in text, name
+
+
+def test_queries_use_only_metrics_that_exist() -> None:
+    """No PromQL example or dashboard panel refers to a metric the exporter does not publish."""
+    known = set(METRIC_NAMES) | {f"{n}_{s}" for n in METRIC_NAMES for s in ("sum", "count")}
+    for expr in _doc_promql() + _dashboard_promql():
+        assert _metric_names(expr) <= known, expr
+
+
+def test_queries_are_valid_promql(promtool: str, tmp_path: Path) -> None:
+    """promtool parses every documented query and every dashboard query."""
+    exprs = _doc_promql() + _dashboard_promql()
+    rules = {
+        "groups": [
+            {
+                "name": "docs",
+                "rules": [{"record": f"concmon:doc_{i}", "expr": e} for i, e in enumerate(exprs)],
+            }
+        ]
+    }
+    path = tmp_path / "rules.yml"
+    path.write_text(json.dumps(rules))  # JSON is valid YAML
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_scrape_config_in_the_docs_is_accepted_by_promtool(promtool: str, tmp_path: Path) -> None:
+    """The ready-made prometheus.yml passes promtool check config."""
+    block = re.search(r"```yaml\n# prometheus.yml\n(.*?)```", DOC.read_text(), re.S)
+    assert block is not None
+    path = tmp_path / "prometheus.yml"
+    path.write_text(block.group(1))
+    proc = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
