@@ -100,3 +100,24 @@ def test_prometheus_without_the_exporter_fails_at_install_with_one_line(
     message = str(info.value)
     assert "pip install 'concmon[prometheus]'" in message
     assert "\n" not in message
+
+
+def test_metrics_endpoint_with_the_real_prometheus_exporter() -> None:
+    """With the real exporter, /metrics serves Prometheus text that carries the counted routes
+    and OpenMetrics when the scraper asks for it."""
+    hooks = Hooks()
+    with uvicorn_thread(make_app(hooks, prometheus=True)) as url:
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/items/3").status_code == 200
+            drained()
+            text = client.get("/metrics")
+            open_metrics = client.get(
+                "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
+            )
+    assert text.status_code == 200
+    assert text.headers["content-type"].startswith("text/plain")
+    assert "concmon_requests_active" in text.text
+    assert 'endpoint="/items/{item_id}"' in text.text
+    assert 'endpoint="/metrics"' not in text.text
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.rstrip().endswith("# EOF")
