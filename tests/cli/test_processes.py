@@ -215,3 +215,26 @@ def test_demo_ends_by_itself_with_traffic_visible(tmp_path: Path) -> None:
     assert "demo over:" in out
     assert "upstream" in out
     assert list(tmp_path.iterdir()) == []  # the demo writes no files
+
+
+def test_run_with_reload_serves_the_wrapped_app(tmp_path: Path) -> None:
+    """``--reload`` (an import-string launch): requests are counted and the snapshot served."""
+    (tmp_path / "userapp.py").write_text(APP)
+    port = free_port()
+    argv = [
+        *CLI,
+        "run",
+        "userapp:app",
+        "--reload",
+        "--port",
+        str(port),
+        "--interval",
+        "0.5",
+        "--log-file",
+        str(tmp_path / "c.log"),
+    ]
+    with server_process(argv, port, cwd=tmp_path, timeout=60):
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/fast", timeout=30).status_code == 200
+        snap = httpx.get(f"{base}/concurrency", timeout=30).json()
+        assert snap["endpoints"]["/fast"]["completed"] == 1
