@@ -2,11 +2,13 @@
 
 Flask already matches the URL once per request and keeps the rule on ``request.url_rule``;
 matching it a second time would cost several times the whole counting budget. So the extension
-wraps ``app.wsgi_app`` (the pairing of begin and finish lives in one WSGI call and the response's
-``close()``, where nothing can skip it) and names the request from Flask's ``request_started``
-signal, which fires once per request right after matching and before any of the app's own
-hooks. A request that never reaches that point (a failing session backend) is named from the
-rule Flask left on the request, or counted as ``<unmatched>``.
+wraps ``app.wsgi_app`` (the pairing of begin and finish lives in one WSGI call and the
+response's ``close()``, where nothing can skip it) and names the request from Flask's
+``request_started`` signal, sent once per request right after matching and before any of the
+app's own hooks (measured: cheaper than a URL value preprocessor, which makes Flask evaluate
+two request proxies on every request). A request that never reaches that point (a failing
+session backend) is named from the rule Flask left on the request, or counted as
+``<unmatched>``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class FlaskMiddleware(ConcMonWSGIMiddleware):
         super().__init__(app.wsgi_app, endpoint=None, monitor=monitor, options=options)
         self.flask_app = app
 
-    def on_request_started(self, sender: Flask, **extra: Any) -> None:
-        """Begin counting under the matched rule (``request_started`` receiver)."""
+    def name_request(self, sender: Flask, **extra: Any) -> None:
+        """Begin counting under the matched rule (a ``request_started`` receiver)."""
         try:
             req = request._get_current_object()  # type: ignore[attr-defined]
             exchange: Exchange | None = req.environ.get(ENVIRON_KEY)
@@ -92,6 +94,6 @@ class ConcMon:
             logger.debug("concmon: monitoring is switched off; %r is left untouched", app.name)
             return
         middleware = FlaskMiddleware(app, options, monitor)
-        request_started.connect(middleware.on_request_started, app, weak=False)
+        request_started.connect(middleware.name_request, app, weak=False)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = middleware

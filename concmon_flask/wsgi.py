@@ -53,14 +53,21 @@ class Exchange:
     than a closure per request), so the status is recorded on its way to the server.
     """
 
-    __slots__ = ("error", "failed_status", "start_response", "status", "ticket")
+    __slots__ = ("ended", "error", "failed_from", "rule", "start_response", "status", "ticket")
 
-    def __init__(self, start_response: StartResponse, failed_status: Callable[[int], bool]) -> None:
+    def __init__(
+        self,
+        start_response: StartResponse,
+        failed_from: str,
+        rule: Callable[[int], bool] | None,
+    ) -> None:
         self.start_response = start_response
-        self.failed_status = failed_status
-        self.status: str | None = None
+        self.failed_from = failed_from
+        self.rule = rule
+        self.status = ""
         self.error: type[BaseException] | None = None
         self.ticket: Ticket | None = None
+        self.ended = False
 
     def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -74,25 +81,36 @@ class Exchange:
         if error is not None:
             return outcome_for(error)
         status = self.status
-        if status is not None:
-            try:
-                code = int(status[:3])
-            except ValueError:
-                code = 0
-            if self.failed_status(code):
-                return _FAILED
+        if status:
+            rule = self.rule
+            if rule is None:
+                # Status lines start with three digits, so comparing the strings compares the
+                # codes, without parsing an int on every request.
+                if status >= self.failed_from:
+                    return _FAILED
+            else:
+                try:
+                    code = int(status[:3])
+                except ValueError:
+                    code = 0
+                if rule(code):
+                    return _FAILED
         return _OK if body_done else _CANCELLED
 
     def end(self, body_done: bool) -> None:
+        if self.ended:
+            return
+        self.ended = True
         ticket = self.ticket
-        if ticket is not None and ticket.open:
-            try:
-                outcome = self.outcome(body_done)
-            except BaseException:
-                # A status rule that raises must not leave the request active forever.
-                ticket.finish(_FAILED)
-                raise
-            ticket.finish(outcome)
+        if ticket is None:
+            return
+        try:
+            outcome = self.outcome(body_done)
+        except BaseException:
+            # A status rule that raises must not leave the request active forever.
+            ticket.finish(_FAILED)
+            raise
+        ticket.finish(outcome)
 
 
 class Body:
@@ -124,21 +142,24 @@ class Body:
         self._done = True
 
     def close(self) -> None:
+        exchange = self._exchange
         try:
             close = getattr(self._inner, "close", None)
             if close is not None:
                 close()
         except BaseException as exc:
-            if self._exchange.error is None:
-                self._exchange.error = type(exc)
+            if exchange.error is None:
+                exchange.error = type(exc)
             raise
         finally:
-            self._exchange.end(self._done)
+            exchange.end(self._done)
 
     def __del__(self) -> None:
         # The server never called close() (a WSGI contract breach, or an abandoned request):
         # the request must not stay active forever.
-        self._exchange.end(self._done)
+        exchange = self._exchange
+        if not exchange.ended:
+            exchange.end(self._done)
 
 
 def path_endpoint(environ: WSGIEnvironment) -> str:
@@ -204,18 +225,22 @@ class ConcMonWSGIMiddleware:
         self.monitor = monitor if monitor is not None else get_monitor()
         self._group = self.monitor.http
         self._endpoint = endpoint
-        self._failed_status = options.failed_status
-        self._excluded = options.excluded
+        threshold = getattr(options.failed_status, "threshold", None)
+        if isinstance(threshold, int):
+            self._failed_from, self._rule = str(threshold), None
+        else:
+            self._failed_from, self._rule = "", options.failed_status
         self._prefixes = options.excluded_prefixes
-        self._own: dict[str, _Responder] = {}
+        # Paths handled before counting: the monitor's own endpoints, and excluded paths (None).
+        self._special: dict[str, _Responder | None] = dict.fromkeys(options.excluded)
         self._sampler: SystemSampler | None = None
         self._sampler_lock = threading.Lock()
         self._exposition: Callable[[str | None], tuple[bytes, str]] | None = None
         if options.json_path is not None:
-            self._own[options.json_path] = self._serve_json
+            self._special[options.json_path] = self._serve_json
         if options.prometheus:
             self._exposition = _load_exposition()
-            self._own[options.metrics_path] = self._serve_metrics
+            self._special[options.metrics_path] = self._serve_metrics
 
     # -- the request path -------------------------------------------------------------------
 
@@ -223,12 +248,15 @@ class ConcMonWSGIMiddleware:
         if ENVIRON_KEY in environ:  # an outer layer counts this request already
             return self.app(environ, start_response)
         path = environ.get("PATH_INFO", "")
-        own = self._own.get(path)
-        if own is not None:
-            return own(environ, start_response)
-        if path in self._excluded or (self._prefixes and path.startswith(self._prefixes)):
+        special = self._special
+        if special and path in special:
+            own = special[path]
+            if own is not None:
+                return own(environ, start_response)
             return self.app(environ, start_response)
-        exchange = Exchange(start_response, self._failed_status)
+        if self._prefixes and path.startswith(self._prefixes):
+            return self.app(environ, start_response)
+        exchange = Exchange(start_response, self._failed_from, self._rule)
         environ[ENVIRON_KEY] = exchange
         endpoint = self._endpoint
         if endpoint is not None:

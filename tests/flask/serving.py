@@ -13,7 +13,6 @@ from werkzeug.serving import make_server
 
 from concmon import ConcurrencyMonitor, Snapshot
 from concmon.testing import check_balanced
-
 from tests.servers import HOST
 
 

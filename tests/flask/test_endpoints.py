@@ -7,11 +7,11 @@ import types
 
 import httpx
 import pytest
+from flask import Flask
 
 from concmon import ConfigError, get_monitor
 from concmon.snapshot import Snapshot
 from concmon_flask import ConcMon
-from flask import Flask
 from tests.flask.apps import build_app
 from tests.flask.serving import settled, werkzeug_thread
 
@@ -63,9 +63,7 @@ def test_metrics_endpoint_hands_accept_to_the_exporter(exposition: list[str | No
 
 def test_metrics_token_is_required(exposition: list[str | None]) -> None:
     """With metrics_token, a missing or wrong bearer token gets 401; the right one gets 200."""
-    app, _ = build_app(
-        sinks=(), start_reporter=False, prometheus=True, metrics_token="s3cret"
-    )
+    app, _ = build_app(sinks=(), start_reporter=False, prometheus=True, metrics_token="s3cret")
     with werkzeug_thread(app) as base, httpx.Client(base_url=base, timeout=20) as client:
         missing = client.get("/metrics")
         wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})

@@ -99,8 +99,10 @@ def test_hundred_concurrent_requests_across_preloaded_workers(tmp_path: Path) ->
             for item_id in range(10):
                 client.get(f"/api/items/{item_id}")
         wait_until(
-            lambda: sum(s.total for s in latest(reports, pids)) == n + 10
-            and sum(s.active for s in latest(reports, pids)) == 0,
+            lambda: (
+                sum(s.total for s in latest(reports, pids)) == n + 10
+                and sum(s.active for s in latest(reports, pids)) == 0
+            ),
             20,
             "all requests reported done",
         )
@@ -109,6 +111,7 @@ def test_hundred_concurrent_requests_across_preloaded_workers(tmp_path: Path) ->
     peaks = [max(s.interval_peak for s in by_pid[pid]) for pid in pids]
     assert sum(peaks) >= 90
     finals = [by_pid[pid][-1] for pid in pids]
+
     def served(name: str) -> int:
         return sum(s.endpoints[name].total for s in finals if name in s.endpoints)
 
@@ -187,9 +190,11 @@ def _recycle(client: httpx.Client, times: int) -> None:
 def test_worker_recycling_keeps_the_master_bounded(tmp_path: Path) -> None:
     """40 worker recycles (--max-requests 1): each worker reports under its own pid, and the
     master's threads and open files stay flat from the 10th recycle to the 40th."""
-    with gunicorn(
-        tmp_path, "--preload", "--max-requests", "1", workers=1, threads=1
-    ) as (proc, base, reports):
+    with gunicorn(tmp_path, "--preload", "--max-requests", "1", workers=1, threads=1) as (
+        proc,
+        base,
+        reports,
+    ):
         master = psutil.Process(proc.pid)
 
         def settled_master() -> tuple[int, int]:

@@ -6,12 +6,12 @@ import random
 import string
 
 import httpx
+from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from concmon import OVERFLOW_NAME, ConcurrencyMonitor, get_monitor
 from concmon.testing import check_balanced
 from concmon_flask import UNMATCHED_NAME, ConcMonWSGIMiddleware
-from flask import Flask
 from tests.flask.apps import build_app
 from tests.flask.serving import settled, werkzeug_thread
 from tests.flask.wsgi_driver import serve
@@ -110,9 +110,7 @@ def test_outer_plain_middleware_and_flask_count_each_request_once() -> None:
 
 def test_excluded_paths_are_not_counted() -> None:
     """exclude_paths skips exact paths and * prefixes; everything else is still counted."""
-    app, _ = build_app(
-        sinks=(), start_reporter=False, exclude_paths=["/", "/api/items/*"]
-    )
+    app, _ = build_app(sinks=(), start_reporter=False, exclude_paths=["/", "/api/items/*"])
     for path in ("/", "/api/items/1", "/api/items/2", "/status/200"):
         serve(app, path)
     snap = check_balanced(get_monitor().snapshot())

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 
 from concmon import ConfigError, get_monitor, get_runtime
 from concmon.testing import check_balanced
 from concmon_flask import EXTENSION_KEY, ConcMon, ConcMonWSGIMiddleware, FlaskMiddleware
-from flask import Flask
 from tests.flask.apps import build_app
 from tests.flask.wsgi_driver import serve
 

@@ -6,10 +6,10 @@ import gc
 import socket
 
 import httpx
+from flask import Flask
 
 from concmon import ConcurrencyMonitor
 from concmon.testing import check_balanced, check_invariants
-from flask import Flask
 from tests.flask.apps import Gates
 from tests.flask.serving import raw_request, settled, wait_until
 from tests.flask.wsgi_driver import Call
