@@ -11,7 +11,6 @@ The request path is not measured here: no exporter adds anything to it.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import statistics
 import tempfile
@@ -25,17 +24,20 @@ import concmon
 from concmon.exporters import prometheus
 from concmon.exporters.figures import live_figures
 from concmon.exporters.multiprocess import MultiProcessStore
+from concmon.exporters.prometheus import FiguresCollector
 
 
-def timed(fn: Callable[[], object], rounds: int) -> float:
-    """Median seconds of one call."""
-    fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
+def interleaved(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds per call of each variant, timed in turn within every round."""
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for fn in variants.values():
         fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -52,8 +54,6 @@ def main() -> None:
             monitor.http.begin(name).finish()
         monitor.http.begin(name)
 
-    single = timed(lambda: prometheus.exposition(None), args.rounds)
-
     reference = CollectorRegistry()
     active = Gauge("ref_requests_active", "in flight", ["endpoint"], registry=reference)
     peak = Gauge("ref_requests_peak", "peak", ["endpoint"], registry=reference)
@@ -63,22 +63,24 @@ def main() -> None:
         peak.labels(name).set(1)
         for outcome in ("ok", "failed", "cancelled"):
             total.labels(name, outcome).inc(10)
-    baseline = timed(lambda: generate_latest(reference), args.rounds)
 
     with tempfile.TemporaryDirectory() as directory:
-        others = []
-        for _ in range(args.workers - 1):
-            store = MultiProcessStore(Path(directory))
+        stores = [MultiProcessStore(Path(directory)) for _ in range(args.workers)]
+        for store in stores[1:]:
             store.write(live_figures(monitor, process=False))
-            others.append(store)
-        os.environ["CONCMON_PROMETHEUS_MULTIPROC_DIR"] = directory
-        prometheus._close_backend()
-        assert prometheus.activate() == "multi-process"
-        multi = timed(lambda: prometheus.exposition(None), args.rounds)
-        prometheus._close_backend()
-        del os.environ["CONCMON_PROMETHEUS_MULTIPROC_DIR"]
-        for store in others:
+        host = CollectorRegistry(auto_describe=False)
+        host.register(FiguresCollector(lambda: stores[0].collect(lambda: live_figures(monitor))))
+        times = interleaved(
+            {
+                "baseline": lambda: generate_latest(reference),
+                "single": lambda: prometheus.exposition(None),
+                "multi": lambda: generate_latest(host),
+            },
+            args.rounds,
+        )
+        for store in stores:
             store.close()
+    baseline, single, multi = times["baseline"], times["single"], times["multi"]
 
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -91,16 +93,18 @@ def main() -> None:
     provider = MeterProvider(metric_readers=[reader])
     otel = OpenTelemetrySink(provider)
     otel.concmon_configure(monitor)
-    otel_time = timed(reader.get_metrics_data, args.rounds)
-    provider.shutdown()
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
         agent.bind(("127.0.0.1", 0))
         statsd = DogStatsDSink(ExporterSettings(statsd_port=agent.getsockname()[1]))
         statsd.concmon_configure()
         snap = monitor.snapshot()
-        statsd_time = timed(lambda: statsd.send(snap), args.rounds)
+        pushed = interleaved(
+            {"otel": reader.get_metrics_data, "statsd": lambda: statsd.send(snap)}, args.rounds
+        )
         statsd.concmon_shutdown(snap)
+    provider.shutdown()
+    otel_time, statsd_time = pushed["otel"], pushed["statsd"]
 
     print(f"endpoints: {args.endpoints}, rounds: {args.rounds}, median per call")
     print(f"prometheus_client labelled metrics, generate_latest: {baseline * 1e3:8.3f} ms  (1.00x)")
