@@ -105,3 +105,25 @@ def test_two_worker_app_reports_the_whole_host_in_every_scrape(tmp_path: Path) -
         assert prom.wait_for('sum(concmon_requests_total{job="concmon"})', expected) == expected
         assert prom.wait_for('concmon_processes{job="concmon"}', 2) == 2
         assert prom.wait_for('sum(concmon_requests_active{job="concmon"})', 0) == 0
+
+
+def test_unusable_multiprocess_directory_on_a_real_server_still_serves_and_counts(
+    tmp_path: Path,
+) -> None:
+    """Multi-process directory under a regular file: one clear line; requests, /metrics work."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    port = free_port()
+    env = _env(tmp_path, CONCMON_PROMETHEUS_MULTIPROC_DIR=str(blocker / "multiproc"))
+    with server_process(_uvicorn(port), port, env=env, cwd=ROOT) as app:
+        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=10) as client:
+            for _ in range(20):
+                assert client.get("/work").status_code == 200
+            metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'concmon_requests_total{endpoint="/work",outcome="ok"} 20.0' in metrics.text
+    output: str = app.output  # type: ignore[attr-defined]
+    lines = [line for line in output.splitlines() if "multiproc" in line]
+    assert len(lines) == 1, output
+    assert "not usable" in lines[0] and "CONCMON_PROMETHEUS_MULTIPROC_DIR" in lines[0]
+    assert "Traceback" not in output
