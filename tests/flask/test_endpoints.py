@@ -115,3 +115,19 @@ def test_missing_exporter_fails_at_init_with_install_hint(
     with pytest.raises(ConfigError, match=r"pip install concmon\[prometheus\]") as caught:
         ConcMon(Flask("no_exporter"), prometheus=True)
     assert "\n" not in str(caught.value)
+
+
+def test_real_prometheus_exporter_reports_the_flask_counts() -> None:
+    """With the real exporter, /metrics shows the app's requests under their URL rule."""
+    app, _ = build_app(sinks=(), start_reporter=False, prometheus=True)
+    with werkzeug_thread(app) as base, httpx.Client(base_url=base, timeout=20) as client:
+        for item_id in range(3):
+            client.get(f"/api/items/{item_id}")
+        settled(get_monitor())
+        text = client.get("/metrics").text
+        open_metrics = client.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+    assert "/api/items/<int:item_id>" in text
+    assert "/metrics" not in text.replace("# ", "")
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
