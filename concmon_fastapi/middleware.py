@@ -281,9 +281,11 @@ class ConcMonMiddleware:
         except BaseException as exc:
             exchange.ticket.finish(outcome_for(type(exc)))
             raise
-        # Returned without completing the response: the server answers 500 or cuts the
-        # connection; the client did not get what it asked for.
-        exchange.ticket.finish(_FAILED)
+        ticket = exchange.ticket
+        if ticket.open:
+            # Returned without completing the response: the server answers 500 or cuts the
+            # connection; the client did not get what it asked for.
+            ticket.finish(_FAILED)
 
     async def _count(
         self, monitor: ConcurrencyMonitor, name: str, scope: Scope, receive: Receive, send: Send
@@ -294,7 +296,8 @@ class ConcMonMiddleware:
         except BaseException as exc:
             exchange.ticket.finish(outcome_for(type(exc)))
             raise
-        exchange.ticket.finish(_FAILED)
+        if exchange.ticket.open:
+            exchange.ticket.finish(_FAILED)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
