@@ -1,0 +1,68 @@
+"""The trivial Flask app of the peer benchmark, bare or instrumented by concmon or a peer.
+
+The same two endpoints as the FastAPI app (``/items/<id>`` at once, ``/sleep/<id>`` after a
+short sleep so that requests overlap on gunicorn's threads). gunicorn serves a variant with
+``bench.apps.flask_variants:from_env()`` and ``BENCH_VARIANT=<name>``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask
+
+from bench.apps import Built, prometheus_count
+from bench.common import ROOT
+
+VARIANTS = ("bare", "concmon", "prometheus-flask-exporter", "opentelemetry")
+SLEEP_SECONDS = 0.002
+
+
+def _app() -> Flask:
+    app = Flask("bench", root_path=str(ROOT))
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> dict[str, object]:
+        return {"id": item_id, "name": "item"}
+
+    @app.get("/sleep/<int:item_id>")
+    def sleep(item_id: int) -> dict[str, object]:
+        time.sleep(SLEEP_SECONDS)
+        return {"id": item_id, "name": "slept"}
+
+    return app
+
+
+def build(variant: str) -> Built:
+    """The app as a user of ``variant`` would set it up, following its documentation."""
+    app = _app()
+    if variant == "bare":
+        return Built(app, None)
+    if variant == "concmon":
+        from concmon import get_monitor
+        from concmon_flask import ConcMon
+
+        ConcMon(app)
+        return Built(app, lambda: get_monitor().snapshot().completed)
+    if variant == "prometheus-flask-exporter":
+        from prometheus_client import CollectorRegistry
+        from prometheus_flask_exporter import PrometheusMetrics
+
+        registry = CollectorRegistry()
+        PrometheusMetrics(app, registry=registry)
+        return Built(app, lambda: prometheus_count(registry, "flask_http_request_total"))
+    if variant == "opentelemetry":
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        from bench.apps.otel import meter_provider, recorded
+
+        provider, exporter = meter_provider()
+        FlaskInstrumentor.instrument_app(app, meter_provider=provider)
+        return Built(app, lambda: recorded(provider, exporter))
+    raise ValueError(f"unknown Flask variant {variant!r}; choose from {', '.join(VARIANTS)}")
+
+
+def from_env() -> Flask:
+    """gunicorn factory: the variant named by ``BENCH_VARIANT``."""
+    return build(os.environ.get("BENCH_VARIANT", "bare")).app
