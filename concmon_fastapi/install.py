@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from typing_extensions import Unpack
+from typing import Any, Unpack
 
 from concmon import ConfigError
 from concmon_fastapi.middleware import ConcMonMiddleware, InstallOptions, MiddlewareState

@@ -16,9 +16,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final, TypedDict
-
-from typing_extensions import Unpack
+from typing import Any, Final, TypedDict, Unpack
 
 from concmon import (
     ConcurrencyMonitor,
