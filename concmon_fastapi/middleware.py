@@ -189,6 +189,10 @@ class ConcMonMiddleware:
         monitor = init_monitor()
         if state.options.max_concurrency is not None:
             monitor.max_concurrency = state.options.max_concurrency
+        if state.options.prometheus is not None:
+            # In multi-process mode every worker must publish from its start, or a worker
+            # that is never scraped itself would be missing from the others' scrapes.
+            state.options.prometheus.activate()
         interval = state.options.loop_lag_interval
         if interval is not None:
             start_probe(interval)

@@ -361,6 +361,11 @@ def _load_exposition() -> Callable[[str | None], tuple[bytes, str]]:
     exposition: Callable[[str | None], tuple[bytes, str]] | None = getattr(
         prometheus, "exposition", None
     )
+    activate = getattr(prometheus, "activate", None)
+    if activate is not None:
+        # In multi-process mode every worker publishes from its start (a worker forked from a
+        # preloaded master picks this up under its own pid), so scrapes of any worker see all.
+        activate()
     if exposition is None:
         raise ConfigError(
             "concmon_flask: prometheus=True needs concmon.exporters.prometheus.exposition; "

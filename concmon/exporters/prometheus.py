@@ -429,12 +429,6 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-# The web adapters import this module when an app is installed with prometheus=True, in every
-# worker; in multi-process mode that is the moment each worker must start publishing, or a
-# worker that is never scraped itself would be missing from the others' scrapes.
-if os.environ.get("CONCMON_PROMETHEUS_MULTIPROC_DIR") or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    activate()
-
 
 class PrometheusSink:
     """The ``prometheus`` sink: multi-process publishing, and ``/metrics`` on its own port.
