@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import http.client
 import importlib.util
@@ -448,7 +449,10 @@ def targets(
             f"{'met   ' if added <= limit else 'MISSED'} {fw_name} in-process: concmon adds "
             f"{added / 1000:.2f} us per request (target <= {limit / 1000:g} us)"
         )
-        cheapest = min((r for r in in_rows if r.variant not in _OURS), key=lambda r: r.added_ns)
+        in_peers = [r for r in in_rows if r.variant not in _OURS]
+        if not in_peers:
+            continue
+        cheapest = min(in_peers, key=lambda r: r.added_ns)
         ok = added < cheapest.added_ns
         lines.append(
             f"{'met   ' if ok else 'MISSED'} {fw_name} in-process: concmon {added / 1000:.2f} us "
@@ -478,6 +482,23 @@ def profile(target: str, requests: int) -> None:
     finally:
         drive.close()
     print(profiler.output_text(unicode=False, color=False, show_all=False))
+    session = profiler.last_session
+    root = session.root_frame() if session is not None else None
+    if root is None:
+        return
+    ours: dict[str, float] = {}
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        stack.extend(frame.children)
+        path = (frame.file_path or "").replace(os.sep, "/")
+        if "/concmon" in path and "/site-packages/" not in path and "/bench/" not in path:
+            key = f"{frame.function} ({frame.file_path_short}:{frame.line_no})"
+            ours[key] = ours.get(key, 0.0) + frame.total_self_time
+    total = root.time
+    print(f"self time in concmon's own code: {sum(ours.values()) / total:.1%} of the run")
+    for key, spent in sorted(ours.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {spent / total:6.2%}  {key}")
 
 
 def _stack() -> str:
@@ -511,6 +532,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="bench/peers.py", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--frameworks", default="fastapi,flask", help="comma-separated")
+    parser.add_argument(
+        "--peers",
+        default="all",
+        help="comma-separated peers to compare, or none (bare and concmon always run)",
+    )
     parser.add_argument("--endpoints", default="items,sleep", help="items, sleep or both")
     parser.add_argument("--rounds", type=_positive, default=5, help="HTTP rounds")
     parser.add_argument("--seconds", type=_positive, default=3, help="seconds per wrk run")
@@ -540,9 +566,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [f for f in chosen if f not in FRAMEWORKS]
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     unknown += [e for e in endpoints if e not in ENDPOINTS]
+    peers = {p.strip() for p in args.peers.split(",") if p.strip()} - {"all"}
+    only_ours = peers == {"none"}
+    known = {v for name in chosen if name in FRAMEWORKS for v in FRAMEWORKS[name].variants}
+    unknown += [] if only_ours else sorted(peers - known)
     if unknown or not chosen or not endpoints:
-        print(f"peers.py: unknown framework or endpoint {unknown}; choose from "
-              f"{', '.join(FRAMEWORKS)} and {', '.join(ENDPOINTS)}", file=sys.stderr)  # fmt: skip
+        choices = ", ".join([*FRAMEWORKS, *ENDPOINTS, *sorted(known - _OURS)])
+        print(f"peers.py: unknown name {', '.join(unknown)}; choose from {choices}",
+              file=sys.stderr)  # fmt: skip
         return 2
     if args.quick:
         args.rounds, args.seconds, args.connections, args.cap = 1, 1, 4, 300
@@ -568,6 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     http_rows: dict[str, list[HTTPRow]] = {}
     for name in chosen:
         fw = FRAMEWORKS[name]
+        if peers or only_ours:
+            kept = tuple(v for v in fw.variants if v in _OURS or v in peers)
+            fw = dataclasses.replace(fw, variants=kept)
         if not args.http_only:
             inproc[name] = in_process(fw, args.inprocess_rounds, args.batch)
             print_in_process(fw, inproc[name], args.inprocess_rounds, args.batch)

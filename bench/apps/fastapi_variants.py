@@ -74,4 +74,5 @@ def build(variant: str) -> Built:
 
 def from_env() -> FastAPI:
     """uvicorn factory: the variant named by ``BENCH_VARIANT``."""
-    return build(os.environ.get("BENCH_VARIANT", "bare")).app
+    app: FastAPI = build(os.environ.get("BENCH_VARIANT", "bare")).app
+    return app

@@ -47,7 +47,7 @@ def build(variant: str) -> Built:
         return Built(app, lambda: get_monitor().snapshot().completed)
     if variant == "prometheus-flask-exporter":
         from prometheus_client import CollectorRegistry
-        from prometheus_flask_exporter import PrometheusMetrics
+        from prometheus_flask_exporter import PrometheusMetrics  # type: ignore[import-untyped]
 
         registry = CollectorRegistry()
         PrometheusMetrics(app, registry=registry)
@@ -58,11 +58,12 @@ def build(variant: str) -> Built:
         from bench.apps.otel import meter_provider, recorded
 
         provider, exporter = meter_provider()
-        FlaskInstrumentor.instrument_app(app, meter_provider=provider)
+        FlaskInstrumentor.instrument_app(app, meter_provider=provider)  # type: ignore[no-untyped-call]
         return Built(app, lambda: recorded(provider, exporter))
     raise ValueError(f"unknown Flask variant {variant!r}; choose from {', '.join(VARIANTS)}")
 
 
 def from_env() -> Flask:
     """gunicorn factory: the variant named by ``BENCH_VARIANT``."""
-    return build(os.environ.get("BENCH_VARIANT", "bare")).app
+    app: Flask = build(os.environ.get("BENCH_VARIANT", "bare")).app
+    return app
