@@ -202,6 +202,8 @@ class LoadResult:
     requests: int
     errors: int
     capped: bool
+    load_average: float
+    """The machine's 1-minute load average when the run ended: how quiet the run was."""
 
 
 def wrk_available() -> bool:
@@ -242,6 +244,7 @@ def run_wrk(
         requests=data["requests"],
         errors=data["errors"] + data["non2xx"],
         capped=data["requests"] >= max_requests,
+        load_average=os.getloadavg()[0],
     )
 
 

@@ -414,6 +414,8 @@ def print_http(
                 f"| {row.variant}{flags} | {row.median_rps:,.0f} | {row.ratio_to_bare:.3f} | "
                 f"{row.ratio_to_concmon:.3f} | {row.p99_ms:.1f} | {row.rss_mb:.0f} |"
             )
+        loads = [run["load_average"] for r in rows if r.endpoint == endpoint for run in r.runs]
+        print(f"\n1-minute load average over these runs: {min(loads):.2f} to {max(loads):.2f}")
 
 
 # -- targets, profile, main -----------------------------------------------------------------------
