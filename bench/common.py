@@ -99,6 +99,21 @@ class Server:
         target = max(workers, key=lambda p: p.memory_info().rss) if workers else parent
         return float(target.memory_info().rss) / 2**20
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server and its workers so far.
+
+        Per request, this is the fine figure over HTTP: unlike throughput, it does not move
+        when the host steals the CPU or another process takes turns on it.
+        """
+        import psutil
+
+        parent = psutil.Process(self.proc.pid)
+        total = 0.0
+        for proc in (parent, *parent.children(recursive=True)):
+            times = proc.cpu_times()
+            total += times.user + times.system
+        return total
+
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -204,6 +219,8 @@ class LoadResult:
     capped: bool
     load_average: float
     """The machine's 1-minute load average when the run ended: how quiet the run was."""
+    server_cpu_us: float = 0.0
+    """Server CPU microseconds per request, when the caller measured it."""
 
 
 def wrk_available() -> bool:

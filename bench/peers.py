@@ -273,6 +273,8 @@ class HTTPRow:
     rss_mb: float
     errors: int
     capped: bool
+    cpu_us: float = 0.0
+    cpu_ratio_to_bare: float = 1.0
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -317,35 +319,41 @@ def over_http(
                 _check_answers(srv.port, f"{fw.name}/{name}")
 
             def load(name: str, prefix: str, secs: int) -> LoadResult:
-                return run_wrk(
-                    by_name[name].port,
+                srv = by_name[name]
+                cpu = srv.cpu_seconds()
+                result = run_wrk(
+                    srv.port,
                     prefix,
                     seconds=secs,
                     connections=connections,
                     cpus=plan.load,
                     max_requests=cap,
                 )
+                spent = srv.cpu_seconds() - cpu
+                return dataclasses.replace(
+                    result, server_cpu_us=spent / max(result.requests, 1) * 1e6
+                )
 
             if warmup:
                 for name in fw.variants:
                     load(name, ENDPOINTS["items"], 1)
             results: dict[tuple[str, str], list[LoadResult]] = {}
-            before: dict[tuple[str, str], list[float]] = {}
-            after: dict[tuple[str, str], list[float]] = {}
+            before: dict[tuple[str, str], list[LoadResult]] = {}
+            after: dict[tuple[str, str], list[LoadResult]] = {}
             for endpoint in endpoints:
                 for index in range(rounds):
-                    last_bare: float = 0.0
+                    last_bare: LoadResult | None = None
                     pending: tuple[str, str] | None = None
                     for name in _rounds_order(fw.variants[1:], index):
                         result = load(name, ENDPOINTS[endpoint], seconds)
                         key = (name, endpoint)
                         results.setdefault(key, []).append(result)
                         if name == "bare":
-                            if pending is not None:
+                            if pending is not None and last_bare is not None:
                                 before.setdefault(pending, []).append(last_bare)
-                                after.setdefault(pending, []).append(result.rps)
+                                after.setdefault(pending, []).append(result)
                                 pending = None
-                            last_bare = result.rps
+                            last_bare = result
                         else:
                             pending = key
             rss = {name: srv.rss_mb() for name, srv in by_name.items()}
@@ -358,10 +366,12 @@ def over_http(
             runs = results[key]
             if name == "bare":
                 per_round = [1.0] * len(runs)
+                cpu_round = [1.0] * len(runs)
             else:
-                per_round = [
-                    r.rps / ((b + a) / 2)
-                    for r, b, a in zip(runs, before[key], after[key], strict=True)
+                pairs = list(zip(runs, before[key], after[key], strict=True))
+                per_round = [r.rps / ((b.rps + a.rps) / 2) for r, b, a in pairs]
+                cpu_round = [
+                    r.server_cpu_us / ((b.server_cpu_us + a.server_cpu_us) / 2) for r, b, a in pairs
                 ]
             part.append(
                 HTTPRow(
@@ -374,9 +384,11 @@ def over_http(
                     rss_mb=rss[name],
                     errors=sum(r.errors for r in runs),
                     capped=any(r.capped for r in runs),
+                    cpu_us=statistics.median(r.server_cpu_us for r in runs),
+                    cpu_ratio_to_bare=statistics.median(cpu_round),
                     runs=[
-                        {**asdict(r), "ratio_to_bare": x}
-                        for r, x in zip(runs, per_round, strict=True)
+                        {**asdict(r), "ratio_to_bare": x, "cpu_ratio_to_bare": c}
+                        for r, x, c in zip(runs, per_round, cpu_round, strict=True)
                     ],
                 )
             )
@@ -404,15 +416,19 @@ def print_http(
             f"\n### Over HTTP, {fw.name} on {fw.server}, GET {ENDPOINTS[endpoint]}{{id}}: "
             f"{rounds} rounds of {seconds}s, {connections} connections\n"
         )
-        print("| variant | median req/s | x bare | x concmon | p99 ms | RSS MB after |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print(
+            "| variant | median req/s | x bare | x concmon | p99 ms | RSS MB after "
+            "| server CPU us/request | CPU x bare |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for row in (r for r in rows if r.endpoint == endpoint):
             flags = (f" (errors: {row.errors})" if row.errors else "") + (
                 " (capped)" if row.capped else ""
             )
             print(
                 f"| {row.variant}{flags} | {row.median_rps:,.0f} | {row.ratio_to_bare:.3f} | "
-                f"{row.ratio_to_concmon:.3f} | {row.p99_ms:.1f} | {row.rss_mb:.0f} |"
+                f"{row.ratio_to_concmon:.3f} | {row.p99_ms:.1f} | {row.rss_mb:.0f} | "
+                f"{row.cpu_us:.0f} | {row.cpu_ratio_to_bare:.3f} |"
             )
         loads = [run["load_average"] for r in rows if r.endpoint == endpoint for run in r.runs]
         print(f"\n1-minute load average over these runs: {min(loads):.2f} to {max(loads):.2f}")
