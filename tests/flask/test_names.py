@@ -11,7 +11,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from concmon import OVERFLOW_NAME, ConcurrencyMonitor, get_monitor
 from concmon.testing import check_balanced
-from concmon_flask import UNMATCHED_NAME, ConcMonWSGIMiddleware
+from concmon_flask import UNMATCHED_NAME, ConcMon, ConcMonWSGIMiddleware
 from tests.flask.apps import build_app
 from tests.flask.serving import settled, werkzeug_thread
 from tests.flask.wsgi_driver import serve
@@ -116,3 +116,63 @@ def test_excluded_paths_are_not_counted() -> None:
     snap = check_balanced(get_monitor().snapshot())
     assert set(snap.endpoints) == {"/status/<int:code>"}
     assert snap.total == 1
+
+
+def _add_held(app: Flask, path: str) -> list[int]:
+    """A route that records, from inside the view, how many requests its rule has active."""
+    seen: list[int] = []
+
+    def held() -> str:
+        seen.append(get_monitor().snapshot().endpoints[path].active)
+        return "ok"
+
+    app.add_url_rule(path, path, held)
+    return seen
+
+
+def test_a_custom_request_class_keeps_working_and_is_counted_from_the_start() -> None:
+    """The app's own request class keeps its behaviour; the view sees its request counted."""
+    from flask import Request, request
+
+    class MyRequest(Request):
+        def tenant(self) -> str:
+            return self.headers.get("X-Tenant", "none")
+
+    app = Flask(__name__)
+    app.request_class = MyRequest
+    ConcMon(app, sinks=(), start_reporter=False)
+    seen = _add_held(app, "/held")
+
+    @app.get("/tenant")
+    def tenant() -> str:
+        assert isinstance(request._get_current_object(), MyRequest)  # type: ignore[attr-defined]
+        assert request.url_rule is not None and request.url_rule.rule == "/tenant"
+        return request.tenant()  # type: ignore[attr-defined,no-any-return]
+
+    with app.test_client() as client:
+        assert client.get("/tenant", headers={"X-Tenant": "acme"}).text == "acme"
+        assert client.get("/held").status_code == 200
+    assert seen == [1], "the request is active while its view runs"
+    assert check_balanced(get_monitor().snapshot()).endpoints["/tenant"].completed == 1
+
+
+def test_request_class_replaced_after_install_is_named_again() -> None:
+    """An app that swaps request_class after ConcMon(app) is counted from the start again."""
+    from flask import Request
+
+    class Later(Request):
+        pass
+
+    app = Flask(__name__)
+    ConcMon(app, sinks=(), start_reporter=False)
+    app.request_class = Later
+    seen = _add_held(app, "/held")
+    app.add_url_rule("/first", "first", lambda: "ok")
+
+    with app.test_client() as client:
+        client.get("/first")  # the new class is wrapped before this request is built
+        client.get("/held")
+    assert issubclass(app.request_class, Later) and app.request_class is not Later
+    assert seen == [1]
+    snap = check_balanced(get_monitor().snapshot())
+    assert snap.endpoints["/first"].completed == 1
