@@ -4,12 +4,13 @@ Flask already matches the URL once per request and keeps the rule on ``request.u
 matching it a second time would cost several times the whole counting budget. So the extension
 wraps ``app.wsgi_app`` (the pairing of begin and finish lives in one WSGI call and the
 response's ``close()``, where nothing can skip it) and names the request at the moment Flask
-stores the matched rule: the app's request class is given a ``url_rule`` property whose setter
-begins the count. That is right after matching and before any of the app's own hooks, and it
-costs one property call (measured against the alternatives: the ``request_started`` signal costs
-a blinker dispatch and a request-proxy look-up, a URL value preprocessor makes Flask evaluate two
-request proxies). A request that never reaches that point (a 404, a failing session backend) is
-named from what Flask left on the request, or counted as ``<unmatched>``.
+stores the match: the app's request class is given a ``view_args`` property whose setter
+begins the count under ``url_rule``, stored just before it. That is right after matching and
+before any of the app's own hooks, and it costs one property call (measured against the
+alternatives: the ``request_started`` signal costs a blinker dispatch and a request-proxy
+look-up, a URL value preprocessor makes Flask evaluate two request proxies). A request that
+never reaches that point (a 404, a failing session backend) is counted as ``<unmatched>`` when
+it ends.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import Flask, Request
-from werkzeug.routing import Rule
 
 from concmon import ConcurrencyMonitor, init_monitor
 from concmon_flask.options import Options, from_config
@@ -35,24 +35,31 @@ EXTENSION_KEY: Final = "concmon"
 """The key of the installed middleware in ``app.extensions``."""
 
 
-_RULE: Final = "_concmon_url_rule"
+_VIEW_ARGS: Final = "_concmon_view_args"
 
 
 def naming_request_class(base: type[Request], group: Any) -> type[Request]:
-    """``base`` with a ``url_rule`` that begins the request's count when Flask sets it."""
+    """``base`` whose ``view_args`` setter begins the request's count.
 
-    def get_rule(self: Request) -> Rule | None:
-        rule: Rule | None = self.__dict__.get(_RULE)
-        return rule
+    Flask stores the match as ``request.url_rule, request.view_args = ...``: by the time
+    ``view_args`` is set, ``url_rule`` is there to name the request. ``view_args`` rather than
+    ``url_rule`` carries the property because Flask reads it once per request, where it reads
+    ``url_rule`` several times: the getter stays off the hot path.
+    """
 
-    def set_rule(self: Request, rule: Rule | None) -> None:
-        self.__dict__[_RULE] = rule
+    def get_view_args(self: Request) -> dict[str, Any] | None:
+        view_args: dict[str, Any] | None = self.__dict__.get(_VIEW_ARGS)
+        return view_args
+
+    def set_view_args(self: Request, view_args: dict[str, Any] | None) -> None:
+        self.__dict__[_VIEW_ARGS] = view_args
         exchange: Exchange | None = self.environ.get(ENVIRON_KEY)
         if exchange is not None and exchange.ticket is None:
+            rule = self.url_rule
             exchange.ticket = group.begin(rule.rule if rule is not None else UNMATCHED_NAME)
 
     namespace = {
-        "url_rule": property(get_rule, set_rule, doc="The matched rule (counted by concmon)."),
+        "view_args": property(get_view_args, set_view_args, doc="The matched rule's arguments."),
         "__module__": __name__,
         "__qualname__": f"ConcMon{base.__qualname__}",
     }

@@ -132,7 +132,7 @@ def test_worker_exit_writes_a_final_report(tmp_path: Path, sig: signal.Signals) 
             for _ in range(7):
                 client.get("/")
         os.kill(pid, sig)
-        wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+        wait_until(lambda: _gone(pid), what=f"worker {pid} exits")
     final = read_reports(reports)[pid][-1]
     assert (final.total, final.completed, final.active) == (7, 7, 0)
 
@@ -170,6 +170,14 @@ def test_killed_worker_leaves_and_its_replacement_starts_fresh(tmp_path: Path) -
     totals = [s.total for s in by_pid[survivor]]
     assert totals == sorted(totals)
     assert all(s.active == 0 for s in (by_pid[pid][-1] for pid in new_pids))
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (or is a zombie); it may vanish between two psutil calls."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def worker_pids_now(proc: subprocess.Popen[str]) -> list[int]:
