@@ -10,7 +10,7 @@ never a validation traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -147,58 +147,77 @@ class Settings(BaseSettings):
         return "debug" if self.debug else "info"
 
 
-def _variable(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].validation_alias
+SettingsModel = TypeVar("SettingsModel", bound=BaseSettings)
+
+
+def _variable(model: type[BaseSettings], field_name: str) -> str:
+    alias = model.model_fields[field_name].validation_alias
     if isinstance(alias, AliasChoices):
         first = alias.choices[0]
         return first if isinstance(first, str) else field_name
     return field_name
 
 
-def _accepts(field_name: str) -> str:
-    extra = Settings.model_fields[field_name].json_schema_extra
+def _accepts(model: type[BaseSettings], field_name: str) -> str:
+    extra = model.model_fields[field_name].json_schema_extra
     if isinstance(extra, dict):
         return str(extra.get("accepts", ""))
     return ""
 
 
-def _field_for(loc: tuple[int | str, ...]) -> str | None:
+def _field_for(model: type[BaseSettings], loc: tuple[int | str, ...]) -> str | None:
     for part in loc:
-        if isinstance(part, str):
-            if part in Settings.model_fields:
-                return part
-            for name in Settings.model_fields:
-                if _variable(name).lower() == part.lower():
-                    return name
+        if not isinstance(part, str):
+            continue
+        if part in model.model_fields:
+            return part
+        for name, info in model.model_fields.items():
+            alias = info.validation_alias
+            choices = alias.choices if isinstance(alias, AliasChoices) else ()
+            if any(isinstance(c, str) and c.lower() == part.lower() for c in choices):
+                return name
     return None
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the environment (plus ``overrides`` by field name) or raise :class:`ConfigError`."""
+def validate_settings(model: type[SettingsModel], what: str, **overrides: Any) -> SettingsModel:
+    """Build ``model`` from the environment and ``overrides``, or raise one :class:`ConfigError`.
+
+    The message names each bad variable, the value it had and what it accepts (the field's
+    ``accepts`` note), so a typo in a deployment reads as one line, not a validation dump.
+    """
     try:
-        return Settings(**overrides)
+        return model(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = _field_for(tuple(error["loc"]))
+            name = _field_for(model, tuple(error["loc"]))
             if name is None:
                 problems.append(error["msg"])
                 continue
             problems.append(
-                f"{_variable(name)}={error.get('input')!r} is not valid: expected {_accepts(name)}"
+                f"{_variable(model, name)}={error.get('input')!r} is not valid: "
+                f"expected {_accepts(model, name)}"
             )
-        raise ConfigError("concmon configuration: " + "; ".join(problems)) from None
+        raise ConfigError(f"{what}: " + "; ".join(problems)) from None
 
 
-def settings_table() -> str:
-    """The Markdown table of every setting, for docs/configuration.md."""
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus ``overrides`` by field name) or raise :class:`ConfigError`."""
+    return validate_settings(Settings, "concmon configuration", **overrides)
+
+
+def settings_table(model: type[BaseSettings] = Settings) -> str:
+    """The Markdown table of every setting of ``model``, for the configuration docs."""
     rows = ["| variable | default | accepts | meaning |", "| --- | --- | --- | --- |"]
-    for name, info in Settings.model_fields.items():
+    for name, info in model.model_fields.items():
         default = info.default
         if isinstance(default, tuple):
             default = ",".join(default)
         shown = "(none)" if default in (None, "") else f"`{default}`"
-        rows.append(f"| `{_variable(name)}` | {shown} | {_accepts(name)} | {info.description} |")
+        rows.append(
+            f"| `{_variable(model, name)}` | {shown} | {_accepts(model, name)} "
+            f"| {info.description} |"
+        )
     return "\n".join(rows)
 
 

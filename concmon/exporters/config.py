@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from concmon.settings import ConfigError
+from concmon.settings import settings_table as core_settings_table
+from concmon.settings import validate_settings
 
 
 class ExporterSettings(BaseSettings):
@@ -113,59 +114,14 @@ class ExporterSettings(BaseSettings):
         return value
 
 
-def _variable(field_name: str) -> str:
-    alias = ExporterSettings.model_fields[field_name].validation_alias
-    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
-        return alias.choices[0]
-    return field_name
-
-
-def _accepts(field_name: str) -> str:
-    extra = ExporterSettings.model_fields[field_name].json_schema_extra
-    return str(extra.get("accepts", "")) if isinstance(extra, dict) else ""
-
-
-def _field_for(loc: tuple[int | str, ...]) -> str | None:
-    for part in loc:
-        if not isinstance(part, str):
-            continue
-        for name, info in ExporterSettings.model_fields.items():
-            alias = info.validation_alias
-            choices = alias.choices if isinstance(alias, AliasChoices) else ()
-            if part == name or any(
-                isinstance(c, str) and c.lower() == part.lower() for c in choices
-            ):
-                return name
-    return None
-
-
 def load_exporter_settings(**overrides: Any) -> ExporterSettings:
     """Read the exporter settings (``overrides`` by field name first) or raise ConfigError."""
-    try:
-        return ExporterSettings(**overrides)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = _field_for(tuple(error["loc"]))
-            if name is None:
-                problems.append(error["msg"])
-                continue
-            problems.append(
-                f"{_variable(name)}={error.get('input')!r} is not valid: expected {_accepts(name)}"
-            )
-        raise ConfigError("concmon exporter configuration: " + "; ".join(problems)) from None
+    return validate_settings(ExporterSettings, "concmon exporter configuration", **overrides)
 
 
 def settings_table() -> str:
     """The Markdown table of every exporter setting, for docs/exporters.md."""
-    rows = ["| variable | default | accepts | meaning |", "| --- | --- | --- | --- |"]
-    for name, info in ExporterSettings.model_fields.items():
-        default = info.default
-        if isinstance(default, tuple):
-            default = ",".join(default)
-        shown = "(none)" if default in (None, "") else f"`{default}`"
-        rows.append(f"| `{_variable(name)}` | {shown} | {_accepts(name)} | {info.description} |")
-    return "\n".join(rows)
+    return core_settings_table(ExporterSettings)
 
 
 if __name__ == "__main__":
