@@ -128,7 +128,11 @@ def test_worker_exit_writes_a_final_report(tmp_path: Path, sig: signal.Signals) 
     """A worker stopped with SIGTERM or SIGQUIT writes a last report holding all its counts."""
     with gunicorn(tmp_path, workers=1) as (proc, base, reports):
         (pid,) = worker_pids(proc, 1)
-        with httpx.Client(base_url=base, timeout=20) as client:
+        # Connection: close, so no keep-alive socket wakes the worker's main thread after the
+        # last response: gunicorn's gthread SIGQUIT handler shuts its thread pool down from the
+        # signal handler and deadlocks if the signal lands inside ThreadPoolExecutor.submit
+        # (a gunicorn bug, seen with py-spy; it has nothing to do with concmon).
+        with httpx.Client(base_url=base, timeout=20, headers={"Connection": "close"}) as client:
             for _ in range(7):
                 client.get("/")
         os.kill(pid, sig)
