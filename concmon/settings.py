@@ -18,6 +18,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+def split_commas(value: Any) -> Any:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``: list variables are comma-separated, not JSON."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class ConfigError(ValueError):
     """A setting has a value concmon cannot use; the message names the variable."""
 
@@ -136,9 +143,7 @@ class Settings(BaseSettings):
     @field_validator("sinks", "blocked_plugins", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_commas(value)
 
     @property
     def effective_log_level(self) -> LogLevel:

@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from concmon.settings import settings_table as core_settings_table
-from concmon.settings import validate_settings
+from concmon.settings import split_commas, validate_settings
 
 
 class ExporterSettings(BaseSettings):
@@ -101,9 +101,7 @@ class ExporterSettings(BaseSettings):
     @field_validator("statsd_tags", mode="before")
     @classmethod
     def _split_tags(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_commas(value)
 
     @field_validator("statsd_host", "prometheus_addr", "statsd_namespace")
     @classmethod
