@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 from fastapi import FastAPI  # noqa: E402
 
+from bench.common import asgi_scope, free_port, wait_for_port  # noqa: E402
 from concmon_fastapi import install  # noqa: E402
 
 
@@ -59,23 +60,6 @@ instrumented = make_app(True)
 # -- in-process ---------------------------------------------------------------------------------
 
 
-def _scope(path: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
 async def _receive() -> dict[str, Any]:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -88,7 +72,7 @@ async def _drive(app: Any, path: str, n: int) -> float:
     """Seconds per request over ``n`` sequential requests."""
     start = time.perf_counter()
     for _ in range(n):
-        await app(_scope(path), _receive, _send)
+        await app(asgi_scope(path), _receive, _send)
     return (time.perf_counter() - start) / n
 
 
@@ -141,32 +125,11 @@ def route_lookup(path: str) -> float:
     from concmon_fastapi.routes import RouteTable, find_router
 
     table = RouteTable(find_router(bare))
-    scope = _scope(path)
+    scope = asgi_scope(path)
     return min(timeit.repeat(lambda: table.name(scope), number=20000, repeat=5)) / 20000
 
 
 # -- over HTTP ----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(port: int, timeout: float = 20.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"no server on port {port}")
 
 
 async def _client(port: int, path: str, deadline: float, budget: list[int]) -> int:
@@ -216,7 +179,7 @@ def _wrk(port: int, path: str, duration: float, connections: int) -> float:
 
 
 def _serve(which: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -236,7 +199,7 @@ def _serve(which: str) -> tuple[subprocess.Popen[bytes], int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait(port)
+    wait_for_port(port, proc)
     return proc, port
 
 

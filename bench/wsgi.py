@@ -18,7 +18,6 @@ import argparse
 import http.client
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from flask import Flask  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
+from bench.common import free_port, wait_for_port  # noqa: E402
 from concmon import ConcurrencyMonitor  # noqa: E402
 from concmon_flask import ConcMon  # noqa: E402
 
@@ -84,16 +84,9 @@ def in_process(rounds: int, calls: int) -> tuple[float, float, float]:
     return bare, inst, inst - bare
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def gunicorn(instrumented: bool) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_INSTRUMENTED="1" if instrumented else "0")
     argv = [
         sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "4",
@@ -101,14 +94,7 @@ def gunicorn(instrumented: bool) -> Iterator[int]:
     ]  # fmt: skip
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex((HOST, port)) == 0:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.05)
+        wait_for_port(port, proc)
         yield port
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
