@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,11 +25,14 @@ def sample_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample sink package, really installed by pip into a directory of its own."""
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    # Built from a copy: an in-place build would leave build/ and egg-info in the source tree.
+    source = tmp_path_factory.mktemp("src") / FIXTURE.name
+    shutil.copytree(FIXTURE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
             "--no-build-isolation", "--no-index", "--target", str(target),
-            "--cache-dir", str(build), str(FIXTURE),
+            "--cache-dir", str(build), str(source),
         ],
         check=True,
     )  # fmt: skip
