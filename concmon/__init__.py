@@ -7,6 +7,7 @@ from concmon.hookspecs import hookimpl
 from concmon.monitor import (
     OVERFLOW_NAME,
     ConcurrencyMonitor,
+    EndpointGroup,
     Outcome,
     QueueWait,
     Ticket,
@@ -38,6 +39,7 @@ __all__ = [
     "SCHEMA",
     "ConcurrencyMonitor",
     "ConfigError",
+    "EndpointGroup",
     "EndpointStats",
     "Outcome",
     "QueueStats",

@@ -24,7 +24,7 @@ import weakref
 from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar, overload
 
 from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
 
@@ -72,9 +72,9 @@ class _Counters:
         "untimed",
     )
 
-    group: _Group | _Orphanage
+    group: EndpointGroup | _Orphanage
 
-    def __init__(self, group: _Group, now: float) -> None:
+    def __init__(self, group: EndpointGroup, now: float) -> None:
         self.group = group
         self.active = 0
         self.peak = 0
@@ -154,7 +154,11 @@ class Ticket:
             return False
         group = c.group
         now = perf_counter()
-        with group._lock:
+        # acquire/release rather than ``with``: the context-manager protocol costs about as
+        # much again as the lock itself, on the one path every request takes.
+        lock = group._lock
+        lock.acquire()
+        try:
             if self._counters is None:  # another thread closed it first
                 return False
             self._counters = None
@@ -172,6 +176,8 @@ class Ticket:
                 c.dur_max = d
             group.active -= 1
             return True
+        finally:
+            lock.release()
 
     @property
     def open(self) -> bool:
@@ -179,6 +185,7 @@ class Ticket:
 
 
 _new_ticket = object.__new__
+_T = TypeVar("_T", bound=Ticket)
 
 
 def _null_ticket() -> Ticket:
@@ -191,7 +198,7 @@ def _null_ticket() -> Ticket:
 _NULL_TICKET: Final = _null_ticket()
 
 
-class _Group:
+class EndpointGroup:
     """Endpoints of one kind (HTTP requests, WebSocket connections or background tasks)."""
 
     __slots__ = (
@@ -255,10 +262,22 @@ class _Group:
             counters = endpoints.get(OVERFLOW_NAME)
         return counters
 
-    def begin(self, name: str) -> Ticket:
-        """Count a request to ``name`` as active; returns the ticket that ends it."""
-        now = perf_counter()
-        with self._lock:
+    @overload
+    def begin(self, name: str) -> Ticket: ...
+    @overload
+    def begin(self, name: str, ticket_class: type[_T]) -> _T: ...
+    def begin(self, name: str, ticket_class: type[Ticket] = Ticket) -> Ticket:
+        """Count a request to ``name`` as active; returns the ticket that ends it.
+
+        An adapter may pass a subclass of :class:`Ticket` with slots of its own, so that the
+        state it keeps per request and the ticket are one object (one allocation per
+        request, not two); the subclass's own slots are left for the caller to set.
+        """
+        ticket = _new_ticket(ticket_class)
+        ticket.started = now = perf_counter()
+        lock = self._lock
+        lock.acquire()
+        try:
             try:
                 c = self.endpoints[name]
             except KeyError:
@@ -276,15 +295,17 @@ class _Group:
                 self.interval_peak = a
                 if a > self.peak:
                     self.peak = a
-            ticket: Ticket = _new_ticket(Ticket)
             ticket._counters = c
-            ticket.started = now
             return ticket
+        finally:
+            lock.release()
 
     def increment(self, name: str) -> None:
         """``begin`` without a ticket, for callers that pair by name (``decrement``)."""
         now = perf_counter()
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             try:
                 c = self.endpoints[name]
             except KeyError:
@@ -302,10 +323,14 @@ class _Group:
                 self.interval_peak = a
                 if a > self.peak:
                     self.peak = a
+        finally:
+            lock.release()
 
     def decrement(self, name: str, outcome: Outcome) -> bool:
         now = perf_counter()
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             c = self.endpoints.get(name)
             if c is None:
                 c = self._lookup(name)
@@ -323,6 +348,8 @@ class _Group:
                     c.cancelled += 1
             self.active -= 1
             return True
+        finally:
+            lock.release()
 
     def _report_unbalanced(self, name: str) -> None:
         # A decrement without its increment is a bug in the caller; make it loud but never let
@@ -351,7 +378,7 @@ class _Group:
         return {name: c.stats(now, interval, reset) for name, c in self.endpoints.items()}
 
 
-class _DisabledGroup(_Group):
+class _DisabledGroup(EndpointGroup):
     """A switched-off group: the same layout, every counting call a no-op.
 
     Switching is done by changing the group's class, so the enabled path carries no flag test.
@@ -359,8 +386,17 @@ class _DisabledGroup(_Group):
 
     __slots__ = ()
 
-    def begin(self, name: str) -> Ticket:
-        return _NULL_TICKET
+    @overload
+    def begin(self, name: str) -> Ticket: ...
+    @overload
+    def begin(self, name: str, ticket_class: type[_T]) -> _T: ...
+    def begin(self, name: str, ticket_class: type[Ticket] = Ticket) -> Ticket:
+        if ticket_class is Ticket:
+            return _NULL_TICKET
+        ticket = _new_ticket(ticket_class)
+        ticket._counters = None  # closed from the start: finish() counts nothing
+        ticket.started = perf_counter()
+        return ticket
 
     def increment(self, name: str) -> None:
         return None
@@ -461,7 +497,7 @@ class Tracked:
 
     __slots__ = ("_endpoint", "_group", "_ticket")
 
-    def __init__(self, group: _Group, endpoint: str) -> None:
+    def __init__(self, group: EndpointGroup, endpoint: str) -> None:
         self._group = group
         self._endpoint = endpoint
         self._ticket = _NULL_TICKET
@@ -518,9 +554,9 @@ class ConcurrencyMonitor:
         self._enabled = enabled
         self.max_endpoints = max_endpoints
         self._lock = threading.Lock()
-        self.http = _Group(self, "http")
-        self.websocket = _Group(self, "websocket")
-        self.background = _Group(self, "background")
+        self.http = EndpointGroup(self, "http")
+        self.websocket = EndpointGroup(self, "websocket")
+        self.background = EndpointGroup(self, "background")
         self._groups = (self.http, self.websocket, self.background)
         self.enabled = enabled
         self.host = socket.gethostname()
@@ -538,7 +574,7 @@ class ConcurrencyMonitor:
     def enabled(self, value: bool) -> None:
         self._enabled = value
         for group in self._groups:
-            group.__class__ = _Group if value else _DisabledGroup
+            group.__class__ = EndpointGroup if value else _DisabledGroup
 
     def _reset_process_state(self) -> None:
         now = perf_counter()

@@ -21,6 +21,7 @@ from typing import Any, Final, TypedDict, Unpack
 from concmon import (
     ConcurrencyMonitor,
     ConfigError,
+    EndpointGroup,
     Outcome,
     Ticket,
     get_monitor,
@@ -86,55 +87,81 @@ class MiddlewareState:
         self.started = False
         self.startup_error: ConfigError | None = None
         self.monitor: ConcurrencyMonitor | None = None
+        # The monitor's HTTP group while started, None otherwise: the one test per request.
+        self.group: EndpointGroup | None = None
 
 
-class _Exchange:
-    """The state of one HTTP request: its ticket, the response status, whether it is over."""
+class _Exchange(Ticket):
+    """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status.
 
-    __slots__ = ("_failed", "_receive", "_send", "_threshold", "status", "ticket")
+    It is the core's ticket itself (a subclass with four more slots), so a request costs one
+    allocation for all its state.
+    """
 
-    def __init__(
-        self,
-        ticket: Ticket,
-        send: Send,
-        receive: Receive,
-        threshold: int,
-        failed: Callable[[int], bool] | None,
-    ) -> None:
-        self.ticket = ticket
-        self._send = send
-        self._receive = receive
-        self._threshold = threshold
-        self._failed = failed
-        self.status = 0
+    __slots__ = ("_owner", "_receive", "_send", "status")
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
+    _owner: ConcMonMiddleware
+    _receive: Receive
+    _send: Send
+    status: int
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine: the response head is handed to the server's own send untouched, so
+        # the common message costs no frame of ours. If that send raises because the client
+        # is gone, the error travels up through the application to ``__call__`` (see
+        # ``_outcome``); only body messages need their completion watched.
+        if message["type"] == "http.response.start":
             self.status = message["status"]
-        elif (
-            kind == "http.response.body" and not message.get("more_body", False)
-        ) or kind == "http.response.pathsend":
-            try:
-                await self._send(message)
-            except OSError:  # the client is gone (uvicorn's ClientDisconnected is an OSError)
-                self.ticket.finish(_CANCELLED)
-                raise
-            failed = self._failed
-            failed_now = self.status >= self._threshold if failed is None else failed(self.status)
-            self.ticket.finish(_FAILED if failed_now else _OK)
-            return
+            return self._send(message)
+        return self._body(message)
+
+    async def _body(self, message: Message) -> None:
+        kind = message["type"]
         try:
             await self._send(message)
-        except OSError:
-            self.ticket.finish(_CANCELLED)
+        except OSError:  # the client is gone (uvicorn's ClientDisconnected is an OSError)
+            self.finish(_CANCELLED)
             raise
+        if (
+            kind == "http.response.body" and not message.get("more_body", False)
+        ) or kind == "http.response.pathsend":
+            owner = self._owner
+            rule = owner._failed
+            failed = self.status >= owner._threshold if rule is None else rule(self.status)
+            self.finish(_FAILED if failed else _OK)
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] == "http.disconnect":
-            self.ticket.finish(_CANCELLED)  # a no-op once the response is complete
+            self.finish(_CANCELLED)  # a no-op once the response is complete
         return message
+
+
+def _outcome(exchange: _Exchange, exc: BaseException) -> Outcome:
+    """How a request ended that raised ``exc`` out of the application.
+
+    An ``OSError`` raised inside the server's ``send`` (the client went away while the head
+    was being written) is a cancellation, like the body's; any other ``OSError`` (an upstream
+    connection refused, say) is the application's failure. The traceback tells them apart: it
+    holds every frame the error passed through, the server's ``send`` among them if it came
+    from there. Only the error path pays for the walk.
+    """
+    if isinstance(exc, OSError) and exchange.status:
+        code = _code_of(exchange._send)
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is code:
+                return _CANCELLED
+            tb = tb.tb_next
+    return outcome_for(type(exc))
+
+
+def _code_of(func: object) -> object:
+    func = getattr(func, "__func__", func)
+    code = getattr(func, "__code__", None)
+    if code is None:  # a callable object: its __call__ method
+        code = getattr(type(func).__call__, "__code__", None) if callable(func) else None
+    return code
 
 
 _sampler: SystemSampler | None = None
@@ -171,8 +198,9 @@ class ConcMonMiddleware:
             raise ConfigError("concmon_fastapi: pass either state= or options, not both")
         self._state = state
         opts = state.options
-        self._own = opts.own_paths
-        self._excluded = opts.exclude_paths
+        # Own paths (True) and excluded ones (False): one look-up per request for both.
+        self._special: dict[str, bool] = dict.fromkeys(opts.exclude_paths, False)
+        self._special.update(dict.fromkeys(opts.own_paths, True))
         self._prefixes = opts.exclude_prefixes
         self._threshold = opts.failed_threshold
         self._failed = opts.failed_status if opts.failed_threshold < 0 else None
@@ -198,6 +226,7 @@ class ConcMonMiddleware:
             start_probe(interval)
         count_background_tasks()
         state.monitor = monitor
+        state.group = monitor.http
         state.started = True
         return monitor
 
@@ -236,6 +265,7 @@ class ConcMonMiddleware:
         if not state.started:
             return
         state.started = False
+        state.group = None
         await stop_probe()
         await asyncio.to_thread(shutdown_monitor)
 
@@ -258,48 +288,65 @@ class ConcMonMiddleware:
         if scope["type"] != "http" or SCOPE_MARK in scope:
             return await self._other(scope, receive, send)
         scope[SCOPE_MARK] = True
-        path = scope["path"]
-        if path in self._own:
-            return await self._serve_own(scope, receive, send)
-        if path in self._excluded or (self._prefixes and path.startswith(self._prefixes)):
+        special = self._special.get(scope["path"])
+        if special is not None:
+            if special:
+                return await self._serve_own(scope, receive, send)
             return await self.app(scope, receive, send)
-        state = self._state
-        monitor = state.monitor
-        if monitor is None or not state.started:
-            monitor = self._monitor()
-        name = self._name(scope)
-        gate = self._gate
-        if gate is not None:
-            if not await gate.acquire(monitor, name):
-                monitor.reject(name)
-                return await self._reject(send)
-            try:
-                return await self._count(monitor, name, scope, receive, send)
-            finally:
-                gate.release()
-        exchange = _Exchange(monitor.http.begin(name), send, receive, self._threshold, self._failed)
+        if self._prefixes and scope["path"].startswith(self._prefixes):
+            return await self.app(scope, receive, send)
+        group = self._state.group
+        if group is None:
+            group = self._start().http
+        table = self._table
+        name = table.name(scope) if table is not None else self._name(scope)
+        if self._gate is not None:
+            return await self._gated(group, name, scope, receive, send)
+        exchange = group.begin(name, _Exchange)
+        exchange._owner = self
+        exchange._send = send
+        exchange._receive = receive
+        exchange.status = 0
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
-            exchange.ticket.finish(outcome_for(type(exc)))
+            exchange.finish(_outcome(exchange, exc))
             raise
-        ticket = exchange.ticket
-        if ticket.open:
+        if exchange._counters is not None:
             # Returned without completing the response: the server answers 500 or cuts the
             # connection; the client did not get what it asked for.
-            ticket.finish(_FAILED)
+            exchange.finish(_FAILED)
+
+    async def _gated(
+        self, group: EndpointGroup, name: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        gate = self._gate
+        assert gate is not None
+        monitor = self._monitor()
+        if not await gate.acquire(monitor, name):
+            monitor.reject(name)
+            return await self._reject(send)
+        try:
+            await self._count(group, name, scope, receive, send)
+        finally:
+            gate.release()
 
     async def _count(
-        self, monitor: ConcurrencyMonitor, name: str, scope: Scope, receive: Receive, send: Send
+        self, group: EndpointGroup, name: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        exchange = _Exchange(monitor.http.begin(name), send, receive, self._threshold, self._failed)
+        # The steps that end __call__, which inlines them to spare every request a coroutine.
+        exchange = group.begin(name, _Exchange)
+        exchange._owner = self
+        exchange._send = send
+        exchange._receive = receive
+        exchange.status = 0
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
-            exchange.ticket.finish(outcome_for(type(exc)))
+            exchange.finish(_outcome(exchange, exc))
             raise
-        if exchange.ticket.open:
-            exchange.ticket.finish(_FAILED)
+        if exchange._counters is not None:
+            exchange.finish(_FAILED)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

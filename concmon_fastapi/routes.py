@@ -43,6 +43,12 @@ _HTTP_METHODS: Final = (
 )
 _WS: Final = "websocket"
 
+PATH_CACHE_SIZE: Final = 2048
+"""Parameterised paths remembered per method, on top of the paths without parameters."""
+
+_CACHED_PATH_MAX: Final = 256
+"""Longer paths are resolved every time rather than kept."""
+
 Scope = MutableMapping[str, Any]
 
 # One compiled step of the routing walk. kind: "http" / "websocket" route, "mount" (a router
@@ -90,7 +96,11 @@ class RouteTable:
         self._unmatched = self._names.get(UNMATCHED, UNMATCHED)
         self._size = -1
         self._root = _Level([])
+        # Per method: the paths without parameters (fixed at compile time) and ``_known``, the
+        # same plus the parameterised paths seen lately (see ``_remember``).
         self._static: dict[str, dict[str, str]] = {}
+        self._known: dict[str, dict[str, str]] = {}
+        self._known_limit: dict[str, int] = {}
         self.compile()
 
     def _display(self, template: str) -> str:
@@ -102,6 +112,8 @@ class RouteTable:
         self._size = len(self._router.routes)
         self._root = self._compile_level(routes, "")
         self._static = {}
+        self._known = {}
+        self._known_limit = {}
         if self._root.dynamic:
             return  # a route that decides by itself may claim any path: always walk
         statics: list[str] = []
@@ -113,6 +125,8 @@ class RouteTable:
                 if name is not None and name != self._unmatched:
                     found[path] = name
             self._static[method] = found
+            self._known[method] = dict(found)
+            self._known_limit[method] = len(found) + PATH_CACHE_SIZE
 
     # -- compiling ------------------------------------------------------------------------------
 
@@ -193,19 +207,40 @@ class RouteTable:
         """The endpoint name of an ``http`` or ``websocket`` scope."""
         method = scope["method"] if scope["type"] == "http" else _WS
         path = _route_path(scope) if scope.get("root_path") else scope["path"]
-        static = self._static.get(method)
-        if static is not None:
-            found = static.get(path)
+        known = self._known.get(method)
+        if known is not None:
+            found = known.get(path)
             if found is not None:
                 return found
-        name = self._walk(self._root, path, method, scope)
+        # The top level's combined expression answers directly for every route that is not a
+        # mount: the matching branch's group number indexes its label.
+        name: str | None = None
+        fast = self._root.fast.get(method)
+        if fast is not None:
+            m = fast[0](path)
+            if m is not None:
+                name = fast[1][m.lastindex]  # type: ignore[index]
         if name is None:
-            if len(self._router.routes) != self._size:
-                self.compile()
-                name = self._walk(self._root, path, method, scope)
+            name = self._walk(self._root, path, method, scope)
             if name is None:
-                return self._unmatched
+                if len(self._router.routes) != self._size:
+                    self.compile()
+                    name = self._walk(self._root, path, method, scope)
+                if name is None:
+                    return self._unmatched
+        if known is not None and len(path) <= _CACHED_PATH_MAX:
+            self._remember(known, method, path, name)
         return name
+
+    def _remember(self, known: dict[str, str], method: str, path: str, name: str) -> None:
+        # Paths with parameters repeat (the same model, the same user): the next request to
+        # one costs a dictionary look-up instead of a match. Bounded: when the cache is full
+        # it starts again from the static paths, so a scanner walking random ids cannot grow
+        # it. Unmatched paths are never kept.
+        if len(known) >= self._known_limit[method]:
+            known.clear()
+            known.update(self._static[method])
+        known[path] = name
 
     def _walk(self, level: _Level, path: str, method: str, scope: Scope | None) -> str | None:
         """The name Starlette's router would reach, or None when nothing matched at all."""
@@ -289,17 +324,24 @@ class _Level:
             for kind, _r, _m, _l, payload in entries
         )
         self.by_method: dict[str, re.Pattern[str]] = {}
+        self.fast: dict[str, tuple[Callable[[str], re.Match[str] | None], list[str | None]]] = {}
         self.any_method = re.compile("(?!)")
         if any(kind == "dynamic" for kind, *_ in entries):
             return
         for method in (*_HTTP_METHODS, _WS):
-            self.by_method[method] = _combine(
-                (i, regex)
-                for i, (kind, regex, methods, _l, _p) in enumerate(entries)
+            chosen = [
+                i
+                for i, (kind, _r, methods, _l, _p) in enumerate(entries)
                 if kind in ("mount", "opaque")
                 or (kind == "websocket" and method == _WS)
                 or (kind == "http" and method != _WS and (methods is None or method in methods))
-            )
+            ]
+            combined = self.by_method[method] = _combine((i, entries[i][1]) for i in chosen)
+            # Group k of the combined expression is the k-th chosen route (inner groups are
+            # made non-capturing), so match.lastindex finds its label; None for a mount.
+            labels: list[str | None] = [None]
+            labels.extend(None if entries[i][0] == "mount" else entries[i][3] for i in chosen)
+            self.fast[method] = (combined.match, labels)
         self.any_method = _combine(
             (i, regex) for i, (kind, regex, *_rest) in enumerate(entries) if kind == "http"
         )

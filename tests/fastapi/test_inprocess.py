@@ -70,6 +70,55 @@ def test_send_raising_oserror_counts_cancelled_and_propagates() -> None:
     assert (stats.completed, stats.cancelled, stats.failed) == (1, 1, 0)
 
 
+class _GoneAtHead:
+    """A server ``send`` that is a callable object and fails on the response head."""
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            raise ClientDisconnected()
+
+
+async def _gone_at_head(message: Any) -> None:
+    if message["type"] == "http.response.start":
+        raise ClientDisconnected()
+
+
+@pytest.mark.parametrize("server_send", [_gone_at_head, _GoneAtHead()], ids=["function", "object"])
+def test_send_raising_oserror_at_the_head_counts_cancelled(server_send: Any) -> None:
+    """The head is passed to the server's send without a frame of ours: still cancelled."""
+    app = app_with()
+    with pytest.raises(ClientDisconnected):
+        asyncio.run(app(scope("/items/1"), receive, server_send))
+    stats = check_balanced(snap()).endpoints["/items/{item_id}"]
+    assert (stats.completed, stats.cancelled, stats.failed) == (1, 1, 0)
+
+
+def test_oserror_of_the_app_after_the_head_counts_failed() -> None:
+    """An upstream refusing a connection mid-response is the app's failure, not a client gone."""
+    from starlette.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/proxy")
+    async def proxy() -> StreamingResponse:
+        async def upstream() -> Any:
+            raise ConnectionRefusedError("upstream refused")
+            yield b""  # pragma: no cover - makes this an async generator
+
+        return StreamingResponse(upstream())
+
+    install(app, loop_lag_interval=None)
+
+    async def client_stays() -> dict[str, Any]:
+        await asyncio.sleep(30)  # the client neither sends more nor leaves
+        return {"type": "http.disconnect"}
+
+    with pytest.raises(ConnectionRefusedError):
+        asyncio.run(asyncio.wait_for(app(scope("/proxy"), client_stays, discard), 10))
+    stats = check_balanced(snap()).endpoints["/proxy"]
+    assert (stats.completed, stats.cancelled, stats.failed) == (1, 0, 1)
+
+
 def test_cancelled_request_task_counts_cancelled_and_reraises() -> None:
     """Cancelling the request's task (server shutdown) re-raises and counts cancelled."""
     app = app_with()
