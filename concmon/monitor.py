@@ -24,7 +24,7 @@ import weakref
 from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
-from typing import Final, TypeVar, overload
+from typing import Final
 
 from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
 
@@ -185,7 +185,6 @@ class Ticket:
 
 
 _new_ticket = object.__new__
-_T = TypeVar("_T", bound=Ticket)
 
 
 def _null_ticket() -> Ticket:
@@ -262,18 +261,20 @@ class EndpointGroup:
             counters = endpoints.get(OVERFLOW_NAME)
         return counters
 
-    @overload
-    def begin(self, name: str) -> Ticket: ...
-    @overload
-    def begin(self, name: str, ticket_class: type[_T]) -> _T: ...
-    def begin(self, name: str, ticket_class: type[Ticket] = Ticket) -> Ticket:
-        """Count a request to ``name`` as active; returns the ticket that ends it.
+    def begin(self, name: str) -> Ticket:
+        """Count a request to ``name`` as active; returns the ticket that ends it."""
+        ticket: Ticket = _new_ticket(Ticket)
+        self.admit(ticket, name)
+        return ticket
 
-        An adapter may pass a subclass of :class:`Ticket` with slots of its own, so that the
-        state it keeps per request and the ticket are one object (one allocation per
-        request, not two); the subclass's own slots are left for the caller to set.
+    def admit(self, ticket: Ticket, name: str) -> None:
+        """Count a request to ``name`` as active under ``ticket``, made by the caller.
+
+        For adapters: a subclass of :class:`Ticket` with slots of its own holds the adapter's
+        per-request state and the counters' ticket in one object (one allocation per request,
+        not two), and can exist before the request's name is known. ``ticket`` must be new
+        (made with ``object.__new__``, never admitted before); its own slots are the caller's.
         """
-        ticket = _new_ticket(ticket_class)
         ticket.started = now = perf_counter()
         lock = self._lock
         lock.acquire()
@@ -296,7 +297,6 @@ class EndpointGroup:
                 if a > self.peak:
                     self.peak = a
             ticket._counters = c
-            return ticket
         finally:
             lock.release()
 
@@ -386,17 +386,12 @@ class _DisabledGroup(EndpointGroup):
 
     __slots__ = ()
 
-    @overload
-    def begin(self, name: str) -> Ticket: ...
-    @overload
-    def begin(self, name: str, ticket_class: type[_T]) -> _T: ...
-    def begin(self, name: str, ticket_class: type[Ticket] = Ticket) -> Ticket:
-        if ticket_class is Ticket:
-            return _NULL_TICKET
-        ticket = _new_ticket(ticket_class)
+    def begin(self, name: str) -> Ticket:
+        return _NULL_TICKET
+
+    def admit(self, ticket: Ticket, name: str) -> None:
         ticket._counters = None  # closed from the start: finish() counts nothing
         ticket.started = perf_counter()
-        return ticket
 
     def increment(self, name: str) -> None:
         return None

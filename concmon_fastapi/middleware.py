@@ -47,6 +47,7 @@ SCOPE_MARK: Final = "concmon.counted"
 """Scope key set by the instance that counts a request; later instances pass it through."""
 
 _OK = Outcome.OK
+_new = object.__new__
 _FAILED = Outcome.FAILED
 _CANCELLED = Outcome.CANCELLED
 
@@ -302,7 +303,8 @@ class ConcMonMiddleware:
         name = table.name(scope) if table is not None else self._name(scope)
         if self._gate is not None:
             return await self._gated(group, name, scope, receive, send)
-        exchange = group.begin(name, _Exchange)
+        exchange: _Exchange = _new(_Exchange)
+        group.admit(exchange, name)
         exchange._owner = self
         exchange._send = send
         exchange._receive = receive
@@ -335,7 +337,8 @@ class ConcMonMiddleware:
         self, group: EndpointGroup, name: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         # The steps that end __call__, which inlines them to spare every request a coroutine.
-        exchange = group.begin(name, _Exchange)
+        exchange: _Exchange = _new(_Exchange)
+        group.admit(exchange, name)
         exchange._owner = self
         exchange._send = send
         exchange._receive = receive

@@ -16,6 +16,7 @@ it ends.
 from __future__ import annotations
 
 import logging
+import operator
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import Flask, Request
@@ -25,9 +26,7 @@ from concmon_flask.options import Options, from_config
 from concmon_flask.wsgi import ENVIRON_KEY, UNMATCHED_NAME, ConcMonWSGIMiddleware, Exchange
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    pass
 
 logger = logging.getLogger("concmon")
 
@@ -47,19 +46,21 @@ def naming_request_class(base: type[Request], group: Any) -> type[Request]:
     ``url_rule`` several times: the getter stays off the hot path.
     """
 
-    def get_view_args(self: Request) -> dict[str, Any] | None:
-        view_args: dict[str, Any] | None = self.__dict__.get(_VIEW_ARGS)
-        return view_args
-
     def set_view_args(self: Request, view_args: dict[str, Any] | None) -> None:
         self.__dict__[_VIEW_ARGS] = view_args
         exchange: Exchange | None = self.environ.get(ENVIRON_KEY)
-        if exchange is not None and exchange.ticket is None:
+        if exchange is not None and not exchange.begun:
             rule = self.url_rule
-            exchange.ticket = group.begin(rule.rule if rule is not None else UNMATCHED_NAME)
+            group.admit(exchange, rule.rule if rule is not None else UNMATCHED_NAME)
+            exchange.begun = True
 
     namespace = {
-        "view_args": property(get_view_args, set_view_args, doc="The matched rule's arguments."),
+        # The getter is C code: the stored value, or the class default of None below when
+        # nothing was matched.
+        "view_args": property(
+            operator.attrgetter(_VIEW_ARGS), set_view_args, doc="The matched rule's arguments."
+        ),
+        _VIEW_ARGS: None,
         "__module__": __name__,
         "__qualname__": f"ConcMon{base.__qualname__}",
     }
@@ -75,19 +76,18 @@ class FlaskMiddleware(ConcMonWSGIMiddleware):
         super().__init__(app.wsgi_app, endpoint=None, monitor=monitor, options=options)
         self.flask_app = app
         self._request_class = self._install_request_class()
+        self._watched = app
 
     def _install_request_class(self) -> type[Request]:
         app = self.flask_app
         app.request_class = naming_request_class(app.request_class, self._group)
         return app.request_class
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.flask_app.request_class is not self._request_class:
-            # The app swapped its request class after ConcMon(app): wrap the new one before
-            # this request is built, so it is named and counted from its start like the others.
-            logger.debug("concmon: %r changed its request_class; naming it too", self.flask_app)
-            self._request_class = self._install_request_class()
-        return ConcMonWSGIMiddleware.__call__(self, environ, start_response)
+    def _request_class_changed(self) -> None:
+        # The app swapped its request class after ConcMon(app): wrap the new one before this
+        # request is built, so it is named and counted from its start like the others.
+        logger.debug("concmon: %r changed its request_class; naming it too", self.flask_app)
+        self._request_class = self._install_request_class()
 
 
 class ConcMon:

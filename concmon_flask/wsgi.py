@@ -6,10 +6,12 @@ middleware hands the server a thin wrapper around the application's iterable and
 request's ticket in ``close()``; a server that never calls ``close()`` is covered too, because
 the wrapper finishes the ticket when it is garbage-collected.
 
-Everything about one request lives in an :class:`Exchange` stored in the WSGI environ, never on
-the middleware, so interleaved requests on many threads cannot mix their data. The environ key
-also means that two counting layers around one app (a plain middleware outside a Flask app that
-counts too) count each request once: the inner one sees the key and stays out of the way.
+Everything about one request lives in one :class:`Exchange`, never on the middleware, so
+interleaved requests on many threads cannot mix their data. While the application runs, the
+exchange is also reachable from the WSGI environ, which is how the Flask extension names the
+request once Flask has matched it; the environ key also means that two counting layers around
+one app (a plain middleware outside a Flask app that counts too) count each request once: the
+inner one sees the key and stays out of the way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("concmon")
 
 ENVIRON_KEY: Final = "concmon.exchange"
-"""Where the per-request :class:`Exchange` lives in the WSGI environ."""
+"""The WSGI environ key marking a counted request (its :class:`Exchange` while the app runs)."""
 
 UNMATCHED_NAME: Final = "<unmatched>"
 """The one endpoint name every request that matched no route is counted under."""
@@ -46,120 +48,118 @@ _CANCELLED: Final = Outcome.CANCELLED
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 
-class Exchange:
-    """One request's state: its ticket, the status it answered with, how it ended.
+class Exchange(Ticket):
+    """Everything about one request, in one object: the core's ticket, the ``start_response``
+    the application sees and the response iterable the server gets.
 
-    It is also the ``start_response`` the application sees (a bound ``__call__`` costs less
-    than a closure per request), so the status is recorded on its way to the server.
+    A request therefore costs one allocation of ours (plus the generator that relays the
+    body). The count may begin after the object exists: the Flask extension names the request
+    only once Flask has matched its URL rule (``begun`` says whether it has).
     """
 
-    __slots__ = ("ended", "error", "failed_from", "rule", "start_response", "status", "ticket")
+    __slots__ = (
+        "_done",
+        "_inner",
+        "_owner",
+        "begun",
+        "ended",
+        "error",
+        "start_response",
+        "status",
+    )
 
-    def __init__(
-        self,
-        start_response: StartResponse,
-        failed_from: str,
-        rule: Callable[[int], bool] | None,
-    ) -> None:
-        self.start_response = start_response
-        self.failed_from = failed_from
-        self.rule = rule
-        self.status = ""
-        self.error: type[BaseException] | None = None
-        self.ticket: Ticket | None = None
-        self.ended = False
+    _done: bool
+    _inner: Iterable[bytes] | None
+    _owner: ConcMonWSGIMiddleware
+    begun: bool
+    ended: bool
+    error: type[BaseException] | None
+    start_response: StartResponse
+    status: str
 
-    def __call__(
+    # -- start_response ------------------------------------------------------------------------
+
+    def start(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], object]:
+        """The ``start_response`` the application gets: records the status on its way."""
         self.status = status
         return self.start_response(status, headers, exc_info)
 
-    def outcome(self, body_done: bool) -> Outcome:
-        """How the request ended: an exception, then the status rule, then a dropped client."""
-        error = self.error
-        if error is not None:
-            return outcome_for(error)
-        status = self.status
-        if status:
-            rule = self.rule
-            if rule is None:
-                # Status lines start with three digits, so comparing the strings compares the
-                # codes, without parsing an int on every request.
-                if status >= self.failed_from:
-                    return _FAILED
-            else:
-                try:
-                    code = int(status[:3])
-                except ValueError:
-                    code = 0
-                if rule(code):
-                    return _FAILED
-        return _OK if body_done else _CANCELLED
-
-    def end(self, body_done: bool) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        ticket = self.ticket
-        if ticket is None:
-            return
-        try:
-            outcome = self.outcome(body_done)
-        except BaseException:
-            # A status rule that raises must not leave the request active forever.
-            ticket.finish(_FAILED)
-            raise
-        ticket.finish(outcome)
-
-
-class Body:
-    """The application's response iterable, finishing the request when it is closed.
-
-    Chunks pass through untouched and unbuffered. Whether the server read the body to the end
-    tells a completed response from a client that went away mid-stream.
-    """
-
-    __slots__ = ("_done", "_exchange", "_inner")
-
-    def __init__(self, inner: Iterable[bytes], exchange: Exchange) -> None:
-        self._inner = inner
-        self._exchange = exchange
-        self._done = False
+    # -- the response iterable -----------------------------------------------------------------
 
     def __iter__(self) -> Iterator[bytes]:
         # A plain loop, not ``yield from``: when this generator is collected after an early
-        # close(), ``yield from`` would close the inner iterable a second time.
+        # close(), ``yield from`` would close the inner iterable a second time. Whether the
+        # server read the body to its end tells a completed response from a client that went
+        # away mid-stream.
         try:
-            for chunk in self._inner:  # noqa: UP028 (see above)
+            for chunk in self._inner:  # type: ignore[union-attr]  # noqa: UP028 (see above)
                 yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
-            if self._exchange.error is None:
-                self._exchange.error = type(exc)
+            if self.error is None:
+                self.error = type(exc)
             raise
         self._done = True
 
     def close(self) -> None:
-        exchange = self._exchange
         try:
             close = getattr(self._inner, "close", None)
             if close is not None:
                 close()
         except BaseException as exc:
-            if exchange.error is None:
-                exchange.error = type(exc)
+            if self.error is None:
+                self.error = type(exc)
             raise
         finally:
-            exchange.end(self._done)
+            self.end()
 
     def __del__(self) -> None:
         # The server never called close() (a WSGI contract breach, or an abandoned request):
         # the request must not stay active forever.
-        exchange = self._exchange
-        if not exchange.ended:
-            exchange.end(self._done)
+        if not self.ended:
+            self.end()
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def end(self) -> None:
+        """Count the request's end, once; its outcome is an exception, else the status rule,
+        else whether the body was read to its end (a dropped client is cancelled)."""
+        if self.ended:
+            return
+        self.ended = True
+        if not self.begun:
+            return
+        error = self.error
+        if error is not None:
+            self.finish(outcome_for(error))
+            return
+        status = self.status
+        if status:
+            owner = self._owner
+            rule = owner._rule
+            if rule is None:
+                # Status lines start with three digits, so comparing the strings compares the
+                # codes, without parsing an int on every request.
+                if status >= owner._failed_from:
+                    self.finish(_FAILED)
+                    return
+            else:
+                try:
+                    failed = rule(int(status[:3]) if status[:3].isdigit() else 0)
+                except BaseException:
+                    # A status rule that raises must not leave the request active forever.
+                    self.finish(_FAILED)
+                    raise
+                if failed:
+                    self.finish(_FAILED)
+                    return
+        self.finish(_OK if self._done else _CANCELLED)
+
+
+_new = object.__new__
 
 
 def path_endpoint(environ: WSGIEnvironment) -> str:
@@ -234,6 +234,10 @@ class ConcMonWSGIMiddleware:
         # Paths handled before counting: the monitor's own endpoints, and excluded paths (None).
         self._special: dict[str, _Responder | None] = dict.fromkeys(options.excluded)
         self._sampler: SystemSampler | None = None
+        # The Flask extension sets these two: a request class swapped by the app after
+        # install is noticed with two attribute reads per request (no call).
+        self._watched: Any = None
+        self._request_class: Any = None
         self._sampler_lock = threading.Lock()
         self._exposition: Callable[[str | None], tuple[bytes, str]] | None = None
         if options.json_path is not None:
@@ -247,6 +251,9 @@ class ConcMonWSGIMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if ENVIRON_KEY in environ:  # an outer layer counts this request already
             return self.app(environ, start_response)
+        watched = self._watched
+        if watched is not None and watched.request_class is not self._request_class:
+            self._request_class_changed()
         path = environ.get("PATH_INFO", "")
         special = self._special
         if special and path in special:
@@ -256,26 +263,44 @@ class ConcMonWSGIMiddleware:
             return self.app(environ, start_response)
         if self._prefixes and path.startswith(self._prefixes):
             return self.app(environ, start_response)
-        exchange = Exchange(start_response, self._failed_from, self._rule)
+        exchange: Exchange = _new(Exchange)
+        exchange._owner = self
+        exchange._done = exchange.ended = False
+        exchange.error = None
+        exchange.status = ""
+        exchange.start_response = start_response
         environ[ENVIRON_KEY] = exchange
         endpoint = self._endpoint
-        if endpoint is not None:
-            exchange.ticket = self._group.begin(endpoint(environ))
+        if endpoint is None:
+            exchange.begun = False  # named once the application has matched the request
+        else:
+            self._group.admit(exchange, endpoint(environ))
+            exchange.begun = True
         try:
-            result = self.app(environ, exchange)
+            result = self.app(environ, exchange.start)
         except BaseException as exc:
-            if exchange.ticket is None:
-                self.begin_late(exchange, environ)
+            if not exchange.begun:
+                self.begin_late(exchange)
             exchange.error = type(exc)
-            exchange.end(False)
+            exchange.end()
             raise
-        if exchange.ticket is None:
-            self.begin_late(exchange, environ)
-        return Body(result, exchange)
+        if not exchange.begun:
+            self.begin_late(exchange)
+        # From here the exchange holds the body, and a streamed body can hold the request and
+        # its environ: the environ keeps only the mark, so that a server dropping the response
+        # without close() frees the exchange at once (and ends the request) rather than leaving
+        # a reference cycle for the garbage collector to find.
+        environ[ENVIRON_KEY] = None
+        exchange._inner = result
+        return exchange
 
-    def begin_late(self, exchange: Exchange, environ: WSGIEnvironment) -> None:
+    def begin_late(self, exchange: Exchange) -> None:
         """Begin a request that nothing named while the application ran."""
-        exchange.ticket = self._group.begin(UNMATCHED_NAME)
+        self._group.admit(exchange, UNMATCHED_NAME)
+        exchange.begun = True
+
+    def _request_class_changed(self) -> None:
+        """Overridden by the Flask extension, which watches its app's request class."""
 
     # -- the monitor's own endpoints ----------------------------------------------------------
 

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from concmon_fastapi.routes import UNMATCHED, RouteTable, find_router
+from concmon_fastapi.routes import PATH_CACHE_SIZE, UNMATCHED, RouteTable, find_router
 from tests.fastapi.test_inprocess import discard, receive, scope
 
 
@@ -183,3 +183,29 @@ def test_routes_added_after_compiling_are_picked_up() -> None:
     async def late(x: str) -> None: ...
 
     assert table.name(scope("/late/1")) == "/late/{x}"
+
+
+def test_parameterised_paths_are_remembered_within_a_bound() -> None:
+    """Repeated parameterised paths skip the match; the memory stays bounded; 404s stay out."""
+    app = FastAPI()
+
+    @app.get("/models/{model}")
+    async def model(model: str) -> None: ...
+
+    @app.get("/health")
+    async def health() -> None: ...
+
+    table = RouteTable(find_router(app))
+    known = table._known["GET"]
+    limit = table._known_limit["GET"]
+    assert "/health" in known and limit == len(known) + PATH_CACHE_SIZE
+    assert table.name(scope("/models/m1")) == "/models/{model}"
+    assert known["/models/m1"] == "/models/{model}"
+    for i in range(3 * PATH_CACHE_SIZE):
+        assert table.name(scope(f"/models/m{i}")) == "/models/{model}"
+        assert table.name(scope(f"/scan/{i}")) == UNMATCHED
+        assert len(known) <= limit
+    assert not any(path.startswith("/scan/") for path in known)
+    assert "/health" in known  # the paths without parameters survive every reset
+    assert table.name(scope("/models/" + "m" * 400)) == "/models/{model}"  # long: not kept
+    assert all(len(path) <= 256 for path in known)
