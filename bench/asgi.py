@@ -232,8 +232,9 @@ def _load(tool: str, port: int, path: str, duration: float, connections: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--requests", type=int, default=200, help="per in-process batch")
+    parser.add_argument("--rounds", type=int, default=7, help="HTTP rounds")
+    parser.add_argument("--batches", type=int, default=400, help="in-process batch pairs")
+    parser.add_argument("--requests", type=int, default=20, help="per in-process batch")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per HTTP run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--inprocess-only", action="store_true")
@@ -241,14 +242,14 @@ def main() -> None:
 
     print("in-process (app called directly, no socket; alternating batches):")
     for path in ("/json", "/items/42"):
-        b, i, d = asyncio.run(inprocess(args.rounds * 15, args.requests, path))
+        b, i, d = asyncio.run(inprocess(args.batches, args.requests, path))
         print(
             f"  GET {path:10s} bare {b * 1e6:7.2f} us  instrumented {i * 1e6:7.2f} us  "
             f"middleware +{(i - b) * 1e6:5.2f} us (best of batches), "
             f"+{d * 1e6:5.2f} us (median of pairs)  ratio {b / i:.3f}  "
             f"(route lookup {route_lookup(path) * 1e6:.2f} us)"
         )
-    alone = asyncio.run(middleware_alone(args.rounds * 15, args.requests))
+    alone = asyncio.run(middleware_alone(args.batches, args.requests))
     print(f"  middleware alone around a trivial ASGI app: +{alone * 1e6:.2f} us/request")
     if args.inprocess_only:
         return

@@ -3,8 +3,8 @@
 Run ``python bench/wsgi.py`` from the repository root. Two measurements, both interleaved
 (bare, instrumented, bare, ...) so that noise from other processes hits both sides alike:
 
-* in-process: the WSGI call (Flask routing, view, response, close) timed directly; the
-  difference of the medians is the per-request cost of counting.
+* in-process: the WSGI call (Flask routing, view, response, close) timed directly in short
+  alternating batches; the best batches and the median paired difference give the cost.
 * throughput: two gunicorn gthread servers on 127.0.0.1 (one bare, one instrumented) loaded in
   turn by keep-alive client threads for a fixed time each round; the median of the per-round
   ratios is reported.
@@ -66,22 +66,38 @@ def _one_call(app: Flask, environ: dict[str, Any]) -> None:
     body.close()  # type: ignore[attr-defined]
 
 
-def in_process(rounds: int, calls: int) -> tuple[float, float, float]:
-    """Median microseconds per request, bare and instrumented, and their difference."""
+def _batch(app: Flask, environ: dict[str, Any], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        _one_call(app, environ)
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+def in_process(rounds: int, calls: int) -> tuple[float, float, float, float]:
+    """Microseconds per request: best bare, best instrumented, best difference, median paired.
+
+    Short batches alternate, swapping order every round, so that the machine's changes of
+    speed (which last longer than a batch) hit both sides alike.
+    """
     environ = EnvironBuilder(path="/items/42").get_environ()
-    apps = {"bare": make_app(False), "concmon": make_app(True)}
-    times: dict[str, list[float]] = {"bare": [], "concmon": []}
-    for app in apps.values():
-        for _ in range(200):
-            _one_call(app, environ)
-    for _ in range(rounds):
-        for name, app in apps.items():
-            started = time.perf_counter()
-            for _ in range(calls):
-                _one_call(app, environ)
-            times[name].append((time.perf_counter() - started) / calls * 1e6)
-    bare, inst = statistics.median(times["bare"]), statistics.median(times["concmon"])
-    return bare, inst, inst - bare
+    bare, inst = make_app(False), make_app(True)
+    for app in (bare, inst):
+        _batch(app, environ, 500)
+    bare_t: list[float] = []
+    inst_t: list[float] = []
+    diffs: list[float] = []
+    for r in range(rounds):
+        if r % 2:
+            i = _batch(inst, environ, calls)
+            b = _batch(bare, environ, calls)
+        else:
+            b = _batch(bare, environ, calls)
+            i = _batch(inst, environ, calls)
+        bare_t.append(b)
+        inst_t.append(i)
+        diffs.append(i - b)
+    best_bare, best_inst = min(bare_t), min(inst_t)
+    return best_bare, best_inst, best_inst - best_bare, statistics.median(diffs)
 
 
 @contextmanager
@@ -149,13 +165,17 @@ def throughput(rounds: int, seconds: float, clients: int) -> tuple[float, float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--calls", type=int, default=5000, help="in-process calls per round")
+    parser.add_argument("--rounds", type=int, default=9, help="throughput rounds")
+    parser.add_argument("--batches", type=int, default=400, help="in-process batch pairs")
+    parser.add_argument("--calls", type=int, default=20, help="in-process calls per batch")
     parser.add_argument("--seconds", type=float, default=2.0, help="load time per round")
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
-    bare, inst, cost = in_process(args.rounds, args.calls)
-    print(f"in-process: bare {bare:.1f} us, concmon {inst:.1f} us, cost {cost:.2f} us/request")
+    bare, inst, best, paired = in_process(args.batches, args.calls)
+    print(
+        f"in-process: bare {bare:.1f} us, concmon {inst:.1f} us (best batches); cost "
+        f"+{best:.2f} us (best of batches), +{paired:.2f} us (median of pairs)"
+    )
     bare_rps, inst_rps, ratio = throughput(args.rounds, args.seconds, args.clients)
     print(
         f"gunicorn gthread: bare {bare_rps:.0f} req/s, concmon {inst_rps:.0f} req/s, "
