@@ -166,6 +166,7 @@ class InProcessRow:
     ratio_to_bare: float
     added_vs_concmon: float | None = None
     samples: list[int] = field(default_factory=list)
+    added_best_ns: float = 0.0
 
 
 @dataclass
@@ -238,6 +239,7 @@ def in_process(fw: Framework, rounds: int, batch: int, seed: int = 7) -> list[In
                 added,
                 bracketed(one.times, one.before, one.after),
                 samples=one.times,
+                added_best_ns=min(one.times) - min(times["bare"]),
             )
         )
     concmon_added = next(r.added_ns for r in rows if r.variant == "concmon")
@@ -249,13 +251,17 @@ def in_process(fw: Framework, rounds: int, batch: int, seed: int = 7) -> list[In
 def print_in_process(fw: Framework, rows: list[InProcessRow], rounds: int, batch: int) -> None:
     kind = "ASGI" if fw.name == "fastapi" else "WSGI"
     print(f"\n### In-process, {fw.name} ({kind}): {rounds} rounds of {batch} requests\n")
-    print("| variant | ns per request | added ns per request | x bare | added x concmon |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| variant | ns per request | added ns per request | added ns, best batches | x bare "
+        "| added x concmon |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         vs = "" if row.added_vs_concmon is None else f"{row.added_vs_concmon:.1f}"
         added = "" if row.variant == "bare" else f"{row.added_ns:,.0f}"
+        best = "" if row.variant == "bare" else f"{row.added_best_ns:,.0f}"
         print(
-            f"| {row.variant} | {row.ns_per_request:,.0f} | {added} | "
+            f"| {row.variant} | {row.ns_per_request:,.0f} | {added} | {best} | "
             f"{row.ratio_to_bare:.3f} | {vs} |"
         )
 
@@ -303,24 +309,35 @@ def over_http(
     cap: int,
     warmup: bool,
     plan: CorePlan,
+    replicas: int = 1,
 ) -> list[HTTPRow]:
     with tempfile.TemporaryDirectory(prefix="concmon-bench-") as tmp:
+        # Several server processes per variant, each with its own hash seed: one process can
+        # run a few percent faster or slower than another of the same code (dict layouts,
+        # where its memory landed), which is the size of the effect measured. Round i loads
+        # replica i mod K of every variant, so that luck averages out over the rounds.
         specs = []
         for name in fw.variants:
-            port = free_port()
-            env = {
-                "BENCH_VARIANT": name,
-                "CONCMON_LOG_FILE": str(Path(tmp) / f"{name}.log"),
-                "CONCMON_JSONL_FILE": str(Path(tmp) / f"{name}.jsonl"),
-            }
-            specs.append(ServerSpec(f"{fw.name}-{name}", fw.argv(port), port, env))
+            for replica in range(replicas):
+                port = free_port()
+                env = {
+                    "BENCH_VARIANT": name,
+                    "PYTHONHASHSEED": str(replica + 1),
+                    "CONCMON_LOG_FILE": str(Path(tmp) / f"{name}-{replica}.log"),
+                    "CONCMON_JSONL_FILE": str(Path(tmp) / f"{name}-{replica}.jsonl"),
+                }
+                specs.append(ServerSpec(f"{fw.name}-{name}-{replica}", fw.argv(port), port, env))
         with servers(specs, plan.server) as running:
-            by_name = dict(zip(fw.variants, running, strict=True))
-            for name, srv in by_name.items():
-                _check_answers(srv.port, f"{fw.name}/{name}")
+            by_name = {
+                name: running[i * replicas : (i + 1) * replicas]
+                for i, name in enumerate(fw.variants)
+            }
+            for name, group in by_name.items():
+                for srv in group:
+                    _check_answers(srv.port, f"{fw.name}/{name}")
 
-            def load(name: str, prefix: str, secs: int) -> LoadResult:
-                srv = by_name[name]
+            def load(name: str, prefix: str, secs: int, replica: int = 0) -> LoadResult:
+                srv = by_name[name][replica]
                 cpu = srv.cpu_seconds()
                 result = run_wrk(
                     srv.port,
@@ -337,7 +354,8 @@ def over_http(
 
             if warmup:
                 for name in fw.variants:
-                    load(name, ENDPOINTS["items"], 1)
+                    for replica in range(replicas):
+                        load(name, ENDPOINTS["items"], 1, replica)
             results: dict[tuple[str, str], list[LoadResult]] = {}
             before: dict[tuple[str, str], list[LoadResult]] = {}
             after: dict[tuple[str, str], list[LoadResult]] = {}
@@ -346,7 +364,7 @@ def over_http(
                     last_bare: LoadResult | None = None
                     pending: tuple[str, str] | None = None
                     for name in _rounds_order(fw.variants[1:], index):
-                        result = load(name, ENDPOINTS[endpoint], seconds)
+                        result = load(name, ENDPOINTS[endpoint], seconds, index % replicas)
                         key = (name, endpoint)
                         results.setdefault(key, []).append(result)
                         if name == "bare":
@@ -357,7 +375,10 @@ def over_http(
                             last_bare = result
                         else:
                             pending = key
-            rss = {name: srv.rss_mb() for name, srv in by_name.items()}
+            rss = {
+                name: statistics.mean(srv.rss_mb() for srv in group)
+                for name, group in by_name.items()
+            }
 
     rows: list[HTTPRow] = []
     for endpoint in endpoints:
@@ -557,12 +578,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated peers to compare, or none (bare and concmon always run)",
     )
     parser.add_argument("--endpoints", default="items,sleep", help="items, sleep or both")
-    parser.add_argument("--rounds", type=_positive, default=5, help="HTTP rounds")
+    parser.add_argument("--rounds", type=_positive, default=6, help="HTTP rounds")
+    parser.add_argument(
+        "--replicas", type=_positive, default=3, help="server processes per variant over HTTP"
+    )
     parser.add_argument("--seconds", type=_positive, default=3, help="seconds per wrk run")
     parser.add_argument("--connections", type=_positive, default=32)
     parser.add_argument("--cap", type=_positive, default=1_000_000, help="requests per wrk run")
-    parser.add_argument("--inprocess-rounds", type=_positive, default=40)
-    parser.add_argument("--batch", type=_positive, default=250, help="requests per batch")
+    parser.add_argument("--inprocess-rounds", type=_positive, default=150)
+    parser.add_argument("--batch", type=_positive, default=50, help="requests per batch")
     parser.add_argument("--inprocess-only", action="store_true")
     parser.add_argument("--http-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny run that checks the harness")
@@ -596,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.quick:
         args.rounds, args.seconds, args.connections, args.cap = 1, 1, 4, 300
+        args.replicas = 1
         args.inprocess_rounds, args.batch, endpoints = 2, 100, ["items"]
     do_http = not args.inprocess_only
     if do_http and not wrk_available():
@@ -635,8 +660,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cap=args.cap,
                 warmup=not args.quick,
                 plan=plan,
+                replicas=args.replicas,
             )
             print_http(fw, http_rows[name], args.rounds, args.seconds, args.connections)
+            print(f"\n({args.replicas} server processes per variant, one per round in turn)")
             print(f"\n({time.monotonic() - started:.0f}s)")
     load_end = os.getloadavg()
     print(f"\nload average at the end {load_end[0]:.2f}")
