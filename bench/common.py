@@ -192,10 +192,7 @@ end
 function request()
   return wrk.format(nil, prefix .. math.random(1, 1000))
 end
-function response(status, headers, body)
-  sent = sent + 1
-  if sent >= cap then wrk.thread:stop() end
-end
+-- RESPONSE --
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -203,6 +200,13 @@ function done(summary, latency, requests)
     .. '"errors": %d, "non2xx": %d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+_WRK_CAP = """
+function response(status, headers, body)
+  sent = sent + 1
+  if sent >= cap then wrk.thread:stop() end
 end
 """
 
@@ -238,9 +242,10 @@ def run_wrk(
 ) -> LoadResult:
     """Load ``http://127.0.0.1:port{prefix}N`` (varied N) with one wrk thread for ``seconds``,
     or until ``max_requests`` responses (plus at most one per other connection: responses
-    read in the same poll still complete), whichever comes first."""
+    read in the same poll still complete), whichever comes first. ``max_requests=0`` sets no
+    cap, and spares wrk the Lua call per response that counting them costs."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_SCRIPT)
+        script.write(_WRK_SCRIPT.replace("-- RESPONSE --", _WRK_CAP if max_requests else ""))
     try:
         argv = [
             "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
@@ -261,7 +266,7 @@ def run_wrk(
         p99_ms=data["p99_us"] / 1000,
         requests=data["requests"],
         errors=data["errors"] + data["non2xx"],
-        capped=data["requests"] >= max_requests,
+        capped=bool(max_requests) and data["requests"] >= max_requests,
         load_average=os.getloadavg()[0],
     )
 

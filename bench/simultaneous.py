@@ -1,0 +1,154 @@
+"""Throughput of each variant against the bare app, loaded at the same moments on one core.
+
+bench/peers.py loads one server at a time and brackets every run between two bare runs; on a
+machine whose speed changes by tens of percent from one run to the next, that resolves tens of
+percent. Here every variant's server runs pinned to the same CPU and all are loaded together,
+one wrk each on the other CPU, for the same seconds. The kernel shares the server CPU equally
+among processes that all want it, so in each round every variant gets the same CPU time at the
+same moments, and the requests it completes are inversely proportional to what a request costs
+it. Whatever the machine does during the round, it does to all of them alike; the ratio of
+completed requests to bare is steady to a percent or two. Several server processes per variant
+(each with its own hash seed), one per round in turn, average out one process's luck.
+
+Usage (repository root, after ``bash scripts/bench-setup.sh``):
+``python bench/simultaneous.py [--framework fastapi|flask] [--variants bare,concmon,...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    ServerSpec,
+    core_plan,
+    free_port,
+    run_wrk,
+    servers,
+    wrk_available,
+)
+from bench.peers import ENDPOINTS, FRAMEWORKS, WRK_INSTALL_HINT, _check_answers  # noqa: E402
+
+
+def measure(
+    framework: str,
+    variants: Sequence[str],
+    *,
+    endpoint: str,
+    rounds: int,
+    seconds: int,
+    connections: int,
+    replicas: int,
+) -> dict[str, list[tuple[int, float]]]:
+    """Per variant, per round: (completed requests, server CPU microseconds per request)."""
+    fw = FRAMEWORKS[framework]
+    plan = core_plan()
+    results: dict[str, list[tuple[int, float]]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="concmon-bench-") as tmp:
+        specs = []
+        for name in variants:
+            for replica in range(replicas):
+                port = free_port()
+                env = {
+                    "BENCH_VARIANT": name,
+                    "PYTHONHASHSEED": str(replica + 1),
+                    "CONCMON_LOG_FILE": str(Path(tmp) / f"{name}-{replica}.log"),
+                    "CONCMON_JSONL_FILE": str(Path(tmp) / f"{name}-{replica}.jsonl"),
+                }
+                specs.append(ServerSpec(f"{framework}-{name}-{replica}", fw.argv(port), port, env))
+        with servers(specs, plan.server) as running:
+            for spec, srv in zip(specs, running, strict=True):
+                _check_answers(srv.port, spec.name)
+            by_name = {
+                name: running[i * replicas : (i + 1) * replicas] for i, name in enumerate(variants)
+            }
+            prefix = ENDPOINTS[endpoint]
+            with ThreadPoolExecutor(max_workers=len(variants)) as pool:
+                for index in range(-1, rounds):  # round -1 warms every server up
+                    chosen = [by_name[name][max(index, 0) % replicas] for name in variants]
+                    cpu = [srv.cpu_seconds() for srv in chosen]
+                    secs = seconds if index >= 0 else 1
+                    loads = pool.map(
+                        lambda srv, secs=secs: run_wrk(  # type: ignore[misc]
+                            srv.port,
+                            prefix,
+                            seconds=secs,
+                            connections=connections,
+                            cpus=plan.load,
+                            max_requests=0,
+                        ),
+                        chosen,
+                    )
+                    done = list(loads)
+                    if index < 0:
+                        continue
+                    for name, srv, before, load in zip(variants, chosen, cpu, done, strict=True):
+                        spent = srv.cpu_seconds() - before
+                        results[name].append((load.requests, spent / max(load.requests, 1) * 1e6))
+    return results
+
+
+def report(results: dict[str, list[tuple[int, float]]]) -> None:
+    bare = results["bare"]
+    print(
+        "| variant | requests x bare (median) | range over rounds | server CPU per request x bare |"
+    )
+    print("| --- | ---: | ---: | ---: |")
+    for name, runs in results.items():
+        ratios = [r[0] / b[0] for r, b in zip(runs, bare, strict=True)]
+        cpu = [r[1] / b[1] for r, b in zip(runs, bare, strict=True)]
+        print(
+            f"| {name} | {statistics.median(ratios):.3f} | {min(ratios):.3f}-{max(ratios):.3f} | "
+            f"{statistics.median(cpu):.3f} |"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--framework", default="fastapi", choices=sorted(FRAMEWORKS))
+    parser.add_argument("--variants", default="bare,concmon", help="comma list; bare first")
+    parser.add_argument("--endpoint", default="items", choices=sorted(ENDPOINTS))
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16, help="per variant")
+    parser.add_argument("--replicas", type=int, default=3, help="server processes per variant")
+    args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in FRAMEWORKS[args.framework].variants]
+    if unknown or not variants or variants[0] != "bare":
+        parser.error(
+            f"variants must start with bare and come from {FRAMEWORKS[args.framework].variants}"
+        )
+    if not wrk_available():
+        print(f"simultaneous: wrk is not installed; {WRK_INSTALL_HINT}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    results = measure(
+        args.framework,
+        variants,
+        endpoint=args.endpoint,
+        rounds=args.rounds,
+        seconds=args.seconds,
+        connections=args.connections,
+        replicas=args.replicas,
+    )
+    print(
+        f"\n### {args.framework}, GET {ENDPOINTS[args.endpoint]}{{id}}: {len(variants)} servers "
+        f"loaded together on one core, {args.rounds} rounds of {args.seconds}s\n"
+    )
+    report(results)
+    print(f"\n({time.monotonic() - started:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
