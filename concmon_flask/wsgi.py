@@ -69,7 +69,7 @@ class Exchange(Ticket):
     )
 
     _done: bool
-    _inner: Iterable[bytes] | None
+    _inner: Iterable[bytes]
     _owner: ConcMonWSGIMiddleware
     begun: bool
     ended: bool
@@ -94,7 +94,7 @@ class Exchange(Ticket):
         # server read the body to its end tells a completed response from a client that went
         # away mid-stream.
         try:
-            for chunk in self._inner:  # type: ignore[union-attr]  # noqa: UP028 (see above)
+            for chunk in self._inner:  # noqa: UP028 (see above)
                 yield chunk
         except GeneratorExit:
             raise

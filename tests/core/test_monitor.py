@@ -106,6 +106,36 @@ def test_double_finish_is_a_no_op(monitor: ConcurrencyMonitor) -> None:
     assert (ep.completed, ep.failed, ep.cancelled) == (1, 1, 0)
 
 
+class _AdapterTicket(Ticket):
+    """What an adapter does: its per-request state and the ticket in one object."""
+
+    __slots__ = ("status",)
+
+    status: int
+
+
+def test_admit_counts_a_ticket_subclass_made_by_the_caller(monitor: ConcurrencyMonitor) -> None:
+    """admit() opens a caller-made ticket exactly like begin(); its own slots stay the caller's."""
+    ticket: _AdapterTicket = object.__new__(_AdapterTicket)
+    ticket.status = 503
+    monitor.http.admit(ticket, "/x")
+    assert ticket.open and monitor.snapshot().endpoints["/x"].active == 1
+    assert ticket.finish(Outcome.FAILED) is True
+    assert ticket.finish(Outcome.OK) is False
+    ep = check_balanced(monitor.snapshot()).endpoints["/x"]
+    assert (ep.completed, ep.failed, ticket.status) == (1, 1, 503)
+
+
+def test_admit_on_a_switched_off_monitor_counts_nothing() -> None:
+    """A disabled monitor still hands back a usable, already-closed ticket of the caller's class."""
+    monitor = ConcurrencyMonitor(enabled=False)
+    ticket: _AdapterTicket = object.__new__(_AdapterTicket)
+    monitor.http.admit(ticket, "/x")
+    assert not ticket.open
+    assert ticket.finish() is False
+    assert monitor.snapshot().endpoints == {}
+
+
 def test_endpoint_key_is_fixed_at_begin() -> None:
     """RELIABILITY 6: a request is closed on the key it started on, even after overflow."""
     monitor = ConcurrencyMonitor(max_endpoints=2)
