@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from concmon import get_monitor
 
@@ -75,6 +76,10 @@ def create_app(upstream: SimulatedUpstream | None = None) -> FastAPI:
     async def complete(request: Request, kind: str) -> Any:
         try:
             body = await request.json()
+        except ClientDisconnect:
+            # The client left before sending its body (the demo's clients are cancelled when
+            # it ends): nobody is there to answer, and concmon has counted it cancelled.
+            return Response(status_code=499)
         except ValueError:
             raise HTTPException(400, "the body must be JSON") from None
         if not isinstance(body, dict):
