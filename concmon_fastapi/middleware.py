@@ -301,55 +301,31 @@ class ConcMonMiddleware:
             group = self._start().http
         table = self._table
         name = table.name(scope) if table is not None else self._name(scope)
-        if self._gate is not None:
-            return await self._gated(group, name, scope, receive, send)
-        exchange: _Exchange = _new(_Exchange)
-        group.admit(exchange, name)
-        exchange._owner = self
-        exchange._send = send
-        exchange._receive = receive
-        exchange.status = 0
-        try:
-            await self.app(scope, exchange.receive, exchange.send)
-        except BaseException as exc:
-            exchange.finish(_outcome(exchange, exc))
-            raise
-        if exchange._counters is not None:
-            # Returned without completing the response: the server answers 500 or cuts the
-            # connection; the client did not get what it asked for.
-            exchange.finish(_FAILED)
-
-    async def _gated(
-        self, group: EndpointGroup, name: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
         gate = self._gate
-        assert gate is not None
-        monitor = self._monitor()
-        if not await gate.acquire(monitor, name):
-            monitor.reject(name)
-            return await self._reject(send)
+        if gate is not None:
+            monitor = self._monitor()
+            if not await gate.acquire(monitor, name):
+                monitor.reject(name)
+                return await self._reject(send)
         try:
-            await self._count(group, name, scope, receive, send)
+            exchange: _Exchange = _new(_Exchange)
+            group.admit(exchange, name)
+            exchange._owner = self
+            exchange._send = send
+            exchange._receive = receive
+            exchange.status = 0
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except BaseException as exc:
+                exchange.finish(_outcome(exchange, exc))
+                raise
+            if exchange._counters is not None:
+                # Returned without completing the response: the server answers 500 or cuts
+                # the connection; the client did not get what it asked for.
+                exchange.finish(_FAILED)
         finally:
-            gate.release()
-
-    async def _count(
-        self, group: EndpointGroup, name: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        # The steps that end __call__, which inlines them to spare every request a coroutine.
-        exchange: _Exchange = _new(_Exchange)
-        group.admit(exchange, name)
-        exchange._owner = self
-        exchange._send = send
-        exchange._receive = receive
-        exchange.status = 0
-        try:
-            await self.app(scope, exchange.receive, exchange.send)
-        except BaseException as exc:
-            exchange.finish(_outcome(exchange, exc))
-            raise
-        if exchange._counters is not None:
-            exchange.finish(_FAILED)
+            if gate is not None:
+                gate.release()
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
