@@ -37,7 +37,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from bench.common import (  # noqa: E402
     WRK_INSTALL_HINT,
     CorePlan,
     LoadResult,
+    Server,
     ServerSpec,
     bracketed,
     core_plan,
@@ -299,6 +301,37 @@ def _check_answers(port: int, name: str) -> None:
             raise RuntimeError(f"{name} answered {response.status} {body[:200]!r} on {prefix}7")
 
 
+@contextmanager
+def replica_servers(
+    fw: Framework, variants: Sequence[str], replicas: int, plan: CorePlan
+) -> Iterator[dict[str, list[Server]]]:
+    """``replicas`` running servers per variant, each checked to answer both endpoints.
+
+    Several server processes per variant, each with its own hash seed: one process can run a
+    few percent faster or slower than another of the same code (dict layouts, where its
+    memory landed), which is the size of the effect measured. Callers load replica i mod K of
+    every variant in round i, so that luck averages out over the rounds.
+    """
+    with tempfile.TemporaryDirectory(prefix="concmon-bench-") as tmp:
+        specs = []
+        for name in variants:
+            for replica in range(replicas):
+                port = free_port()
+                env = {
+                    "BENCH_VARIANT": name,
+                    "PYTHONHASHSEED": str(replica + 1),
+                    "CONCMON_LOG_FILE": str(Path(tmp) / f"{name}-{replica}.log"),
+                    "CONCMON_JSONL_FILE": str(Path(tmp) / f"{name}-{replica}.jsonl"),
+                }
+                specs.append(ServerSpec(f"{fw.name}-{name}-{replica}", fw.argv(port), port, env))
+        with servers(specs, plan.server) as running:
+            for spec, srv in zip(specs, running, strict=True):
+                _check_answers(srv.port, spec.name)
+            yield {
+                name: running[i * replicas : (i + 1) * replicas] for i, name in enumerate(variants)
+            }
+
+
 def over_http(
     fw: Framework,
     endpoints: Sequence[str],
@@ -311,74 +344,48 @@ def over_http(
     plan: CorePlan,
     replicas: int = 1,
 ) -> list[HTTPRow]:
-    with tempfile.TemporaryDirectory(prefix="concmon-bench-") as tmp:
-        # Several server processes per variant, each with its own hash seed: one process can
-        # run a few percent faster or slower than another of the same code (dict layouts,
-        # where its memory landed), which is the size of the effect measured. Round i loads
-        # replica i mod K of every variant, so that luck averages out over the rounds.
-        specs = []
-        for name in fw.variants:
-            for replica in range(replicas):
-                port = free_port()
-                env = {
-                    "BENCH_VARIANT": name,
-                    "PYTHONHASHSEED": str(replica + 1),
-                    "CONCMON_LOG_FILE": str(Path(tmp) / f"{name}-{replica}.log"),
-                    "CONCMON_JSONL_FILE": str(Path(tmp) / f"{name}-{replica}.jsonl"),
-                }
-                specs.append(ServerSpec(f"{fw.name}-{name}-{replica}", fw.argv(port), port, env))
-        with servers(specs, plan.server) as running:
-            by_name = {
-                name: running[i * replicas : (i + 1) * replicas]
-                for i, name in enumerate(fw.variants)
-            }
-            for name, group in by_name.items():
-                for srv in group:
-                    _check_answers(srv.port, f"{fw.name}/{name}")
+    with replica_servers(fw, fw.variants, replicas, plan) as by_name:
 
-            def load(name: str, prefix: str, secs: int, replica: int = 0) -> LoadResult:
-                srv = by_name[name][replica]
-                cpu = srv.cpu_seconds()
-                result = run_wrk(
-                    srv.port,
-                    prefix,
-                    seconds=secs,
-                    connections=connections,
-                    cpus=plan.load,
-                    max_requests=cap,
-                )
-                spent = srv.cpu_seconds() - cpu
-                return dataclasses.replace(
-                    result, server_cpu_us=spent / max(result.requests, 1) * 1e6
-                )
+        def load(name: str, prefix: str, secs: int, replica: int = 0) -> LoadResult:
+            srv = by_name[name][replica]
+            cpu = srv.cpu_seconds()
+            result = run_wrk(
+                srv.port,
+                prefix,
+                seconds=secs,
+                connections=connections,
+                cpus=plan.load,
+                max_requests=cap,
+            )
+            spent = srv.cpu_seconds() - cpu
+            return dataclasses.replace(result, server_cpu_us=spent / max(result.requests, 1) * 1e6)
 
-            if warmup:
-                for name in fw.variants:
-                    for replica in range(replicas):
-                        load(name, ENDPOINTS["items"], 1, replica)
-            results: dict[tuple[str, str], list[LoadResult]] = {}
-            before: dict[tuple[str, str], list[LoadResult]] = {}
-            after: dict[tuple[str, str], list[LoadResult]] = {}
-            for endpoint in endpoints:
-                for index in range(rounds):
-                    last_bare: LoadResult | None = None
-                    pending: tuple[str, str] | None = None
-                    for name in _rounds_order(fw.variants[1:], index):
-                        result = load(name, ENDPOINTS[endpoint], seconds, index % replicas)
-                        key = (name, endpoint)
-                        results.setdefault(key, []).append(result)
-                        if name == "bare":
-                            if pending is not None and last_bare is not None:
-                                before.setdefault(pending, []).append(last_bare)
-                                after.setdefault(pending, []).append(result)
-                                pending = None
-                            last_bare = result
-                        else:
-                            pending = key
-            rss = {
-                name: statistics.mean(srv.rss_mb() for srv in group)
-                for name, group in by_name.items()
-            }
+        if warmup:
+            for name in fw.variants:
+                for replica in range(replicas):
+                    load(name, ENDPOINTS["items"], 1, replica)
+        results: dict[tuple[str, str], list[LoadResult]] = {}
+        before: dict[tuple[str, str], list[LoadResult]] = {}
+        after: dict[tuple[str, str], list[LoadResult]] = {}
+        for endpoint in endpoints:
+            for index in range(rounds):
+                last_bare: LoadResult | None = None
+                pending: tuple[str, str] | None = None
+                for name in _rounds_order(fw.variants[1:], index):
+                    result = load(name, ENDPOINTS[endpoint], seconds, index % replicas)
+                    key = (name, endpoint)
+                    results.setdefault(key, []).append(result)
+                    if name == "bare":
+                        if pending is not None and last_bare is not None:
+                            before.setdefault(pending, []).append(last_bare)
+                            after.setdefault(pending, []).append(result)
+                            pending = None
+                        last_bare = result
+                    else:
+                        pending = key
+        rss = {
+            name: statistics.mean(srv.rss_mb() for srv in group) for name, group in by_name.items()
+        }
 
     rows: list[HTTPRow] = []
     for endpoint in endpoints:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,14 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
-    ServerSpec,
     core_plan,
-    free_port,
     run_wrk,
-    servers,
     wrk_available,
 )
-from bench.peers import ENDPOINTS, FRAMEWORKS, WRK_INSTALL_HINT, _check_answers  # noqa: E402
+from bench.peers import ENDPOINTS, FRAMEWORKS, WRK_INSTALL_HINT, replica_servers  # noqa: E402
 
 
 def measure(
@@ -53,47 +49,30 @@ def measure(
     fw = FRAMEWORKS[framework]
     plan = core_plan()
     results: dict[str, list[tuple[int, float]]] = {v: [] for v in variants}
-    with tempfile.TemporaryDirectory(prefix="concmon-bench-") as tmp:
-        specs = []
-        for name in variants:
-            for replica in range(replicas):
-                port = free_port()
-                env = {
-                    "BENCH_VARIANT": name,
-                    "PYTHONHASHSEED": str(replica + 1),
-                    "CONCMON_LOG_FILE": str(Path(tmp) / f"{name}-{replica}.log"),
-                    "CONCMON_JSONL_FILE": str(Path(tmp) / f"{name}-{replica}.jsonl"),
-                }
-                specs.append(ServerSpec(f"{framework}-{name}-{replica}", fw.argv(port), port, env))
-        with servers(specs, plan.server) as running:
-            for spec, srv in zip(specs, running, strict=True):
-                _check_answers(srv.port, spec.name)
-            by_name = {
-                name: running[i * replicas : (i + 1) * replicas] for i, name in enumerate(variants)
-            }
-            prefix = ENDPOINTS[endpoint]
-            with ThreadPoolExecutor(max_workers=len(variants)) as pool:
-                for index in range(-1, rounds):  # round -1 warms every server up
-                    chosen = [by_name[name][max(index, 0) % replicas] for name in variants]
-                    cpu = [srv.cpu_seconds() for srv in chosen]
-                    secs = seconds if index >= 0 else 1
-                    loads = pool.map(
-                        lambda srv, secs=secs: run_wrk(  # type: ignore[misc]
-                            srv.port,
-                            prefix,
-                            seconds=secs,
-                            connections=connections,
-                            cpus=plan.load,
-                            max_requests=0,
-                        ),
-                        chosen,
-                    )
-                    done = list(loads)
-                    if index < 0:
-                        continue
-                    for name, srv, before, load in zip(variants, chosen, cpu, done, strict=True):
-                        spent = srv.cpu_seconds() - before
-                        results[name].append((load.requests, spent / max(load.requests, 1) * 1e6))
+    with replica_servers(fw, variants, replicas, plan) as by_name:
+        prefix = ENDPOINTS[endpoint]
+        with ThreadPoolExecutor(max_workers=len(variants)) as pool:
+            for index in range(-1, rounds):  # round -1 warms every server up
+                chosen = [by_name[name][max(index, 0) % replicas] for name in variants]
+                cpu = [srv.cpu_seconds() for srv in chosen]
+                secs = seconds if index >= 0 else 1
+                loads = pool.map(
+                    lambda srv, secs=secs: run_wrk(  # type: ignore[misc]
+                        srv.port,
+                        prefix,
+                        seconds=secs,
+                        connections=connections,
+                        cpus=plan.load,
+                        max_requests=0,
+                    ),
+                    chosen,
+                )
+                done = list(loads)
+                if index < 0:
+                    continue
+                for name, srv, before, load in zip(variants, chosen, cpu, done, strict=True):
+                    spent = srv.cpu_seconds() - before
+                    results[name].append((load.requests, spent / max(load.requests, 1) * 1e6))
     return results
 
 
