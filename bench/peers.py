@@ -479,9 +479,9 @@ def targets(
                 f"{'met   ' if ok else 'MISSED'} {fw_name} {endpoint}: concmon keeps "
                 f"{concmon.ratio_to_bare:.3f} of bare throughput (target >= {TARGET_RATIO})"
             )
-            peers = [
-                r for r in rows if r.endpoint == endpoint and r.variant not in {"bare", "concmon"}
-            ]
+            peers = [r for r in rows if r.endpoint == endpoint and r.variant not in _OURS]
+            if not peers:  # --peers none
+                continue
             best = max(peers, key=lambda r: r.ratio_to_bare)
             ok = concmon.ratio_to_bare > best.ratio_to_bare
             lines.append(
