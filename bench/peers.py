@@ -555,7 +555,8 @@ def _stack() -> str:
     return ", ".join(parts)
 
 
-def _missing_peers() -> list[str]:
+def missing_peers() -> list[str]:
+    """The modules of the `bench` extra that are not installed here."""
     missing = []
     for name in PEER_MODULES:
         try:
@@ -601,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="FRAMEWORK:VARIANT")
     args = parser.parse_args(argv)
 
-    missing = _missing_peers()
+    missing = missing_peers()
     if missing:
         print(
             f"peers.py: the `bench` extra is not installed (missing {', '.join(missing)}); "

@@ -6,7 +6,6 @@ both endpoints, every instrumentation records exactly the requests it is sent).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,25 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.peers import missing_peers
+
 ROOT = Path(__file__).resolve().parents[2]
-PEERS = (
-    "starlette_exporter",
-    "prometheus_fastapi_instrumentator",
-    "prometheus_flask_exporter",
-    "opentelemetry.instrumentation.fastapi",
-    "opentelemetry.instrumentation.flask",
-    "gunicorn",
-)
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-_missing = [m for m in PEERS if not _installed(m)]
+_missing = missing_peers()
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
