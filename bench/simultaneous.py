@@ -27,12 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    core_plan,
-    run_wrk,
-    wrk_available,
-)
-from bench.peers import ENDPOINTS, FRAMEWORKS, WRK_INSTALL_HINT, replica_servers  # noqa: E402
+from bench.common import WRK_INSTALL_HINT, core_plan, run_wrk, wrk_available  # noqa: E402
+from bench.peers import ENDPOINTS, FRAMEWORKS, replica_servers  # noqa: E402
 
 
 def measure(
@@ -57,7 +53,7 @@ def measure(
                 cpu = [srv.cpu_seconds() for srv in chosen]
                 secs = seconds if index >= 0 else 1
                 loads = pool.map(
-                    lambda srv, secs=secs: run_wrk(  # type: ignore[misc]
+                    lambda srv, secs=secs: run_wrk(
                         srv.port,
                         prefix,
                         seconds=secs,
