@@ -4,13 +4,20 @@ It runs on a daemon thread so that nothing slow (psutil, formatting, file or net
 plugin code) ever happens on the request path. Ticks are scheduled on a fixed grid from the
 start time, so the interval does not drift by the time a report takes; a tick missed because a
 sink was slow is skipped, not made up in a burst.
+
+A ``fork()`` waits for the report in flight. Sinks write under locks of their own (a thread
+lock, the log file's size-rotation ``flock``); a child forked in the middle of a write would
+inherit them held by a thread that does not exist there, and the inherited ``flock`` would stop
+every process sharing the file, the parent included.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 
 from concmon.monitor import ConcurrencyMonitor
 from concmon.plugins import PluginHost
@@ -18,6 +25,10 @@ from concmon.snapshot import Snapshot, SystemStats
 from concmon.system import SystemSampler
 
 logger = logging.getLogger("concmon")
+
+FORK_WAIT_S = 10.0
+"""How long a fork waits for a report in flight; a sink stuck longer than this is not waited
+for (the child still gets a fresh report lock)."""
 
 
 class Reporter:
@@ -40,6 +51,7 @@ class Reporter:
         self._stop = threading.Event()
         self._report_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        _REPORTERS.add(self)
 
     @property
     def running(self) -> bool:
@@ -90,5 +102,37 @@ class Reporter:
     def restart_after_fork(self) -> None:
         """In a forked child the thread object is stale; start a fresh one."""
         self._thread = None
-        self._report_lock = threading.Lock()
         self.start()
+
+
+_REPORTERS: weakref.WeakSet[Reporter] = weakref.WeakSet()
+_held: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    # Registered after the monitor's handler, so it runs before it: a report takes the report
+    # lock and then the monitor's, and the fork takes them in the same order.
+    for reporter in list(_REPORTERS):
+        if reporter._thread is threading.current_thread():
+            continue  # a sink forking from inside a report: waiting would deadlock
+        lock = reporter._report_lock
+        if lock.acquire(timeout=FORK_WAIT_S):
+            _held.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    _held.clear()
+    for reporter in list(_REPORTERS):
+        reporter._report_lock = threading.Lock()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

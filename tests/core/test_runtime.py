@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,9 @@ import pytest
 
 import concmon
 from concmon import ConfigError, get_monitor, get_runtime, init_monitor, shutdown_monitor
+from concmon.hookspecs import hookimpl
 from concmon.logformat import parse_reports
+from concmon.snapshot import Snapshot
 from concmon.testing import CapturingSink, check_balanced
 
 
@@ -188,6 +192,79 @@ def test_track_task_sync_and_async() -> None:
     assert snap.endpoints["test_track_task_sync_and_async.<locals>.bad"].failed == 1
     assert snap.endpoints["/async"].cancelled == 1
     assert ok.__name__ == "ok", "functools.wraps keeps the function's identity"
+
+
+class _LockedSink:
+    """A sink that writes under a lock of its own and takes its time, as file sinks do."""
+
+    name = "locked"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = threading.Event()
+        self.reports = 0
+
+    @hookimpl
+    def concmon_report(self, snapshot: Snapshot) -> None:
+        with self.lock:
+            self.inside.set()
+            time.sleep(0.3)
+            self.reports += 1
+
+
+def _child_result(pid: int, read_fd: int, timeout: float) -> dict[str, int] | None:
+    """What the child wrote to the pipe, or None (and the child killed) if it hung."""
+    ready, _, _ = select.select([read_fd], [], [], timeout)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read_fd)
+        return None
+    with os.fdopen(read_fd) as pipe:
+        result: dict[str, int] = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    return result
+
+
+def test_fork_during_a_report_leaves_no_sink_lock_held(tmp_path: Path) -> None:
+    """A fork that lands while the reporter is inside a sink (holding the sink's lock, or the
+    size-rotation lock of the log file) must not hand the child a lock nobody will release:
+    the fork waits for the report in flight, and the child and the parent both go on reporting."""
+    monitor = init_monitor(
+        sinks=("logfile",), update_interval=0.1, system_metrics=False, log_max_bytes=1 << 20
+    )
+    runtime = get_runtime()
+    assert runtime is not None
+    sink = _LockedSink()
+    assert runtime.plugins.register(sink, "locked")
+    assert sink.inside.wait(5), "the reporter never reached the sink"
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(read_fd)
+            start = sink.reports
+            deadline = time.monotonic() + 10
+            while sink.reports < start + 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            get_monitor().begin("/child").finish()
+            report = runtime.reporter.report_now()
+            result = {"reports": sink.reports - start, "total": report.total}
+            os.write(write_fd, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    result = _child_result(pid, read_fd, 20)
+    assert result is not None, "the child hung on a lock held at the fork"
+    assert result["reports"] >= 2
+    assert result["total"] == 1
+    monitor.begin("/parent").finish()
+    after = runtime.reporter.report_now()
+    assert after.total >= 1
+    shutdown_monitor()
+    reports, bad = parse_reports((tmp_path / "logs" / "concmon.log").read_text().splitlines())
+    assert bad == 0
+    assert {r.pid for r in reports} == {os.getpid(), pid}
 
 
 def test_fork_after_start_gives_the_child_its_own_reporter(tmp_path: Path) -> None:
