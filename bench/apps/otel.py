@@ -7,6 +7,7 @@ the SDK does all its real work (aggregation per attribute set, periodic collecti
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -18,8 +19,9 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 
-EXPORT_INTERVAL_MS = 5_000
-"""Like concmon's default report interval, so both do their periodic work equally often."""
+EXPORT_INTERVAL_MS = int(os.environ.get("BENCH_EXPORT_INTERVAL_MS", "5000"))
+"""Like concmon's default report interval, so both do their periodic work equally often
+(``bench/instructions.py --http`` moves both out of its runs)."""
 
 
 class CountingExporter(MetricExporter):
