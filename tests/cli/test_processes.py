@@ -115,11 +115,18 @@ def test_watch_waits_for_a_file_that_does_not_exist_yet(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.5)  # let it start waiting; correctness does not depend on this
+    assert proc.stdout is not None
+    lines: list[str] = []
+    waiting = f"waiting for {path} to appear"
+    for line in proc.stdout:  # the file is written only once the watcher has said it waits
+        lines.append(line)
+        if waiting in line:
+            break
+    else:
+        pytest.fail(f"the watcher never said it waits: {''.join(lines)!r}")
     write(path, [busy_snapshot(active=5)])
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert f"waiting for {path} to appear" in out
     assert "Active 5/6" in out
 
 
