@@ -34,7 +34,13 @@ if str(ROOT) not in sys.path:
 
 from fastapi import FastAPI  # noqa: E402
 
-from bench.common import asgi_scope, free_port, wait_for_port  # noqa: E402
+from bench.common import (  # noqa: E402
+    asgi_scope,
+    free_port,
+    positive_float,
+    positive_int,
+    wait_for_port,
+)
 from concmon_fastapi import install  # noqa: E402
 
 
@@ -232,11 +238,11 @@ def _load(tool: str, port: int, path: str, duration: float, connections: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="HTTP rounds")
-    parser.add_argument("--batches", type=int, default=400, help="in-process batch pairs")
-    parser.add_argument("--requests", type=int, default=20, help="per in-process batch")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per HTTP run")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=positive_int, default=7, help="HTTP rounds")
+    parser.add_argument("--batches", type=positive_int, default=400, help="in-process batch pairs")
+    parser.add_argument("--requests", type=positive_int, default=20, help="per in-process batch")
+    parser.add_argument("--duration", type=positive_float, default=2.0, help="seconds per HTTP run")
+    parser.add_argument("--connections", type=positive_int, default=32)
     parser.add_argument("--inprocess-only", action="store_true")
     args = parser.parse_args()
 

@@ -25,6 +25,12 @@ from concmon_cli.render import Footer, Thresholds, make_console, view
 from concmon_cli.sources import FileSource
 from concmon_cli.workers import merge
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import positive_int  # noqa: E402
+
 
 def sample_reports() -> list[str]:
     monitor = ConcurrencyMonitor()
@@ -83,7 +89,7 @@ def time_command(path: Path, repeat: int = 3) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--mb", type=positive_int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         big, small = Path(tmp, "big.log"), Path(tmp, "small.log")

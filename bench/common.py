@@ -8,6 +8,7 @@ request cap enforced inside wrk's Lua script).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -26,6 +27,33 @@ from typing import Any
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- arguments ------------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (rounds, requests, seconds): a zero would end in an empty
+    median or a division by zero far from the option that caused it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type for durations in seconds: a number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
 
 # -- processes and cores ------------------------------------------------------------------------
 

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from concmon import ConcurrencyMonitor
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import positive_int  # noqa: E402
 
 
 def bare_lock_dict(pairs: int) -> float:
@@ -71,8 +79,8 @@ VARIANTS: dict[str, Callable[[int], float]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--pairs", type=positive_int, default=200_000)
+    parser.add_argument("--rounds", type=positive_int, default=7)
     args = parser.parse_args()
     results: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for fn in VARIANTS.values():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +26,12 @@ from concmon.exporters import prometheus
 from concmon.exporters.figures import live_figures
 from concmon.exporters.multiprocess import MultiProcessStore
 from concmon.exporters.prometheus import FiguresCollector
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import positive_int  # noqa: E402
 
 
 def interleaved(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
@@ -42,9 +49,9 @@ def interleaved(variants: dict[str, Callable[[], object]], rounds: int) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoints", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--endpoints", type=positive_int, default=20)
+    parser.add_argument("--workers", type=positive_int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=300)
     args = parser.parse_args()
 
     monitor = concmon.get_monitor()
@@ -85,7 +92,7 @@ def main() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from concmon.exporters.config import ExporterSettings
+    from concmon.exporters.config import load_exporter_settings
     from concmon.exporters.dogstatsd import DogStatsDSink
     from concmon.exporters.otel import OpenTelemetrySink
 
@@ -96,7 +103,7 @@ def main() -> None:
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
         agent.bind(("127.0.0.1", 0))
-        statsd = DogStatsDSink(ExporterSettings(statsd_port=agent.getsockname()[1]))
+        statsd = DogStatsDSink(load_exporter_settings(statsd_port=agent.getsockname()[1]))
         statsd.concmon_configure()
         snap = monitor.snapshot()
         pushed = interleaved(

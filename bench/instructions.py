@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import HOST, free_port, wait_for_port  # noqa: E402
+from bench.common import HOST, free_port, positive_int, wait_for_port  # noqa: E402
 from bench.peers import FRAMEWORKS, Framework  # noqa: E402
 
 IDS = 1000
@@ -250,8 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--peers", default="all", help="all, none, or a comma list of peer variant names"
     )
-    parser.add_argument("--base", type=int, default=500, help="requests of the shorter run")
-    parser.add_argument("--extra", type=int, default=2000, help="requests the longer run adds")
+    parser.add_argument(
+        "--base", type=positive_int, default=500, help="requests of the shorter run"
+    )
+    parser.add_argument(
+        "--extra", type=positive_int, default=2000, help="requests the longer run adds"
+    )
     args = parser.parse_args(argv)
     if args.child:
         framework, variant, n = args.child

@@ -59,6 +59,7 @@ from bench.common import (  # noqa: E402
     drive_asgi,
     drive_wsgi,
     free_port,
+    positive_int,
     run_wrk,
     servers,
     wrk_available,
@@ -568,13 +569,6 @@ def missing_peers() -> list[str]:
     return missing
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench/peers.py", description=(__doc__ or "").splitlines()[0]
@@ -586,15 +580,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated peers to compare, or none (bare and concmon always run)",
     )
     parser.add_argument("--endpoints", default="items,sleep", help="items, sleep or both")
-    parser.add_argument("--rounds", type=_positive, default=6, help="HTTP rounds")
+    parser.add_argument("--rounds", type=positive_int, default=6, help="HTTP rounds")
     parser.add_argument(
-        "--replicas", type=_positive, default=3, help="server processes per variant over HTTP"
+        "--replicas", type=positive_int, default=3, help="server processes per variant over HTTP"
     )
-    parser.add_argument("--seconds", type=_positive, default=3, help="seconds per wrk run")
-    parser.add_argument("--connections", type=_positive, default=32)
-    parser.add_argument("--cap", type=_positive, default=1_000_000, help="requests per wrk run")
-    parser.add_argument("--inprocess-rounds", type=_positive, default=150)
-    parser.add_argument("--batch", type=_positive, default=50, help="requests per batch")
+    parser.add_argument("--seconds", type=positive_int, default=3, help="seconds per wrk run")
+    parser.add_argument("--connections", type=positive_int, default=32)
+    parser.add_argument("--cap", type=positive_int, default=1_000_000, help="requests per wrk run")
+    parser.add_argument("--inprocess-rounds", type=positive_int, default=150)
+    parser.add_argument("--batch", type=positive_int, default=50, help="requests per batch")
     parser.add_argument("--inprocess-only", action="store_true")
     parser.add_argument("--http-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny run that checks the harness")

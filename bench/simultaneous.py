@@ -27,7 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import WRK_INSTALL_HINT, core_plan, run_wrk, wrk_available  # noqa: E402
+from bench.common import (  # noqa: E402
+    WRK_INSTALL_HINT,
+    core_plan,
+    positive_int,
+    run_wrk,
+    wrk_available,
+)
 from bench.peers import ENDPOINTS, FRAMEWORKS, replica_servers  # noqa: E402
 
 
@@ -92,10 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--framework", default="fastapi", choices=sorted(FRAMEWORKS))
     parser.add_argument("--variants", default="bare,concmon", help="comma list; bare first")
     parser.add_argument("--endpoint", default="items", choices=sorted(ENDPOINTS))
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=16, help="per variant")
-    parser.add_argument("--replicas", type=int, default=3, help="server processes per variant")
+    parser.add_argument("--rounds", type=positive_int, default=9)
+    parser.add_argument("--seconds", type=positive_int, default=5)
+    parser.add_argument("--connections", type=positive_int, default=16, help="per variant")
+    parser.add_argument(
+        "--replicas", type=positive_int, default=3, help="server processes per variant"
+    )
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in FRAMEWORKS[args.framework].variants]

@@ -1,6 +1,6 @@
 """Flask with ConcMon(app) against the same app bare: server throughput and in-process cost.
 
-Run ``python bench/wsgi.py`` from the repository root. Two measurements, both interleaved
+Run ``python bench/wsgi.py [--inprocess-only]`` from the repository root. Two measurements, both interleaved
 (bare, instrumented, bare, ...) so that noise from other processes hits both sides alike:
 
 * in-process: the WSGI call (Flask routing, view, response, close) timed directly in short
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from flask import Flask  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
-from bench.common import free_port, wait_for_port  # noqa: E402
+from bench.common import free_port, positive_float, positive_int, wait_for_port  # noqa: E402
 from concmon import ConcurrencyMonitor  # noqa: E402
 from concmon_flask import ConcMon  # noqa: E402
 
@@ -150,7 +150,9 @@ def load(port: int, seconds: float, clients: int) -> float:
 
 def throughput(rounds: int, seconds: float, clients: int) -> tuple[float, float, float]:
     """Median requests/s of each server and the median of the per-round ratios."""
-    bare_rps, inst_rps, ratios = [], [], []
+    bare_rps: list[float] = []
+    inst_rps: list[float] = []
+    ratios: list[float] = []
     with gunicorn(False) as bare_port, gunicorn(True) as inst_port:
         load(bare_port, 0.5, clients)
         load(inst_port, 0.5, clients)
@@ -165,17 +167,20 @@ def throughput(rounds: int, seconds: float, clients: int) -> tuple[float, float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9, help="throughput rounds")
-    parser.add_argument("--batches", type=int, default=400, help="in-process batch pairs")
-    parser.add_argument("--calls", type=int, default=20, help="in-process calls per batch")
-    parser.add_argument("--seconds", type=float, default=2.0, help="load time per round")
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=positive_int, default=9, help="throughput rounds")
+    parser.add_argument("--batches", type=positive_int, default=400, help="in-process batch pairs")
+    parser.add_argument("--calls", type=positive_int, default=20, help="in-process calls per batch")
+    parser.add_argument("--seconds", type=positive_float, default=2.0, help="load time per round")
+    parser.add_argument("--clients", type=positive_int, default=4)
+    parser.add_argument("--inprocess-only", action="store_true")
     args = parser.parse_args()
     bare, inst, best, paired = in_process(args.batches, args.calls)
     print(
         f"in-process: bare {bare:.1f} us, concmon {inst:.1f} us (best batches); cost "
         f"+{best:.2f} us (best of batches), +{paired:.2f} us (median of pairs)"
     )
+    if args.inprocess_only:
+        return
     bare_rps, inst_rps, ratio = throughput(args.rounds, args.seconds, args.clients)
     print(
         f"gunicorn gthread: bare {bare_rps:.0f} req/s, concmon {inst_rps:.0f} req/s, "

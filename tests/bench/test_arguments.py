@@ -1,0 +1,44 @@
+"""Every benchmark turns a count or a duration that cannot work into one line naming the option.
+
+A zero number of rounds used to run to the end and die in ``statistics.median`` with a
+traceback; argparse now refuses it before anything starts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CASES = [
+    ("asgi.py", "--rounds", "0"),
+    ("asgi.py", "--duration", "-1"),
+    ("wsgi.py", "--rounds", "0"),
+    ("wsgi.py", "--seconds", "soon"),
+    ("simultaneous.py", "--replicas", "0"),
+    ("instructions.py", "--extra", "-5"),
+    ("peers.py", "--batch", "0"),
+    ("core.py", "--pairs", "0"),
+    ("exporters.py", "--workers", "0"),
+    ("cli_show.py", "--mb", "x"),
+]
+
+
+@pytest.mark.parametrize(("script", "option", "value"), CASES)
+def test_bad_count_is_one_line(script: str, option: str, value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", option, value],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"argument {option}: must be" in last, last
