@@ -1,7 +1,8 @@
 """Flask with ConcMon(app) against the same app bare: server throughput and in-process cost.
 
-Run ``python bench/wsgi.py [--inprocess-only]`` from the repository root. Two measurements, both interleaved
-(bare, instrumented, bare, ...) so that noise from other processes hits both sides alike:
+Run ``python bench/wsgi.py [--inprocess-only]`` from the repository root. Two measurements,
+both interleaved (bare, instrumented, bare, ...) so that noise from other processes hits both
+sides alike:
 
 * in-process: the WSGI call (Flask routing, view, response, close) timed directly in short
   alternating batches; the best batches and the median paired difference give the cost.
