@@ -6,13 +6,9 @@ traceback; argparse now refuses it before anything starts.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import run_bench
 
 CASES = [
     ("asgi.py", "--rounds", "0"),
@@ -30,14 +26,7 @@ CASES = [
 
 @pytest.mark.parametrize(("script", "option", "value"), CASES)
 def test_bad_count_is_one_line(script: str, option: str, value: str) -> None:
-    done = subprocess.run(
-        [sys.executable, f"bench/{script}", option, value],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_bench(script, option, value)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]

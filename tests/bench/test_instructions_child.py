@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench import instructions
+from bench.common import free_port, wait_for_port
+from bench.peers import FRAMEWORKS
+from tests.bench import ROOT, run_bench
 
 
 @pytest.mark.parametrize("framework", ["fastapi", "flask"])
 @pytest.mark.parametrize("variant", ["bare", "concmon"])
 def test_child_drives_and_checks_its_requests(framework: str, variant: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "bench/instructions.py", "--child", framework, variant, "50"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    done = run_bench(
+        "instructions.py",
+        *("--child", framework, variant, "50"),
         timeout=120,
-        check=False,
         env={**os.environ, "CONCMON_LOG_FILE": str(tmp_path / "concmon.log")},
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -37,33 +35,14 @@ def test_child_drives_and_checks_its_requests(framework: str, variant: str, tmp_
 
 def test_parent_says_how_to_get_valgrind_when_missing(tmp_path: Path) -> None:
     """Without valgrind on PATH the bench names the package to install and exits 2."""
-    done = subprocess.run(
-        [sys.executable, "bench/instructions.py", "--peers", "none"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": str(tmp_path)},
-    )
+    done = run_bench("instructions.py", "--peers", "none", env={"PATH": str(tmp_path)})
     assert done.returncode == 2
     assert "apt-get install valgrind" in done.stdout
-
-
-def _instructions() -> Any:
-    sys.path.insert(0, str(ROOT))
-    from bench import instructions
-
-    return instructions
 
 
 def test_http_driver_talks_to_a_real_server() -> None:
     """``--http`` drives the bench's real uvicorn server over one keep-alive connection, and
     an answer other than 200 stops the count with the path and status instead of counting it."""
-    instructions = _instructions()
-    from bench.common import free_port, wait_for_port
-    from bench.peers import FRAMEWORKS
-
     port = free_port()
     proc = subprocess.Popen(
         FRAMEWORKS["fastapi"].argv(port),
@@ -90,4 +69,4 @@ def test_valgrind_totals_are_read_per_process() -> None:
             "==4101== I   refs:      467,810,775",
         ]
     )
-    assert _instructions().instructions_by_pid(output) == {4101: 467_810_775, 4102: 4_177_256_885}
+    assert instructions.instructions_by_pid(output) == {4101: 467_810_775, 4102: 4_177_256_885}

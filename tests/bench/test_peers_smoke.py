@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.peers import missing_peers
+from tests.bench import run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 _missing = missing_peers()
 pytestmark = [
     pytest.mark.slow,
@@ -30,14 +29,7 @@ pytestmark = [
 
 def _run(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = tmp_path / "peers.json"
-    done = subprocess.run(
-        [sys.executable, "bench/peers.py", "--quick", "--json", str(out), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = run_bench("peers.py", "--quick", "--json", str(out), *extra, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     return done, json.loads(out.read_text())
 
@@ -72,14 +64,7 @@ def test_tiny_run_covers_every_variant(tmp_path: Path) -> None:
 
 def test_bad_arguments_get_one_line(tmp_path: Path) -> None:
     """A typo in a framework name is refused with one line naming the choices, no traceback."""
-    done = subprocess.run(
-        [sys.executable, "bench/peers.py", "--frameworks", "fastapi,falsk"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_bench("peers.py", "--frameworks", "fastapi,falsk")
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and "falsk" in done.stderr
