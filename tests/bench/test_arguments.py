@@ -17,6 +17,7 @@ CASES = [
     ("wsgi.py", "--seconds", "soon"),
     ("simultaneous.py", "--replicas", "0"),
     ("instructions.py", "--extra", "-5"),
+    ("bytecodes.py", "--requests", "0"),
     ("peers.py", "--batch", "0"),
     ("core.py", "--pairs", "0"),
     ("exporters.py", "--workers", "0"),
