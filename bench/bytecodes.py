@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import positive_int  # noqa: E402
-from bench.peers import FRAMEWORKS, missing_peers  # noqa: E402
+from bench.peers import FRAMEWORKS, missing_peers, selected  # noqa: E402
 
 IDS = 1000
 """Distinct ids in the request paths, all seen during warm-up."""
@@ -102,17 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    for name in args.frameworks.split(","):
-        fw = FRAMEWORKS.get(name.strip())
-        if fw is None:
-            parser.error(f"unknown framework {name!r}; choose from {', '.join(FRAMEWORKS)}")
-        peers = [v for v in fw.variants if v not in ("bare", "concmon")]
-        if args.peers == "none":
-            peers = []
-        elif args.peers != "all":
-            wanted = {p.strip() for p in args.peers.split(",")}
-            peers = [p for p in peers if p in wanted]
-        per = {v: _count(fw.name, v, args.requests) for v in ["bare", "concmon", *peers]}
+    try:
+        chosen = selected(args.frameworks, args.peers)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for fw, variants in chosen:
+        per = {v: _count(fw.name, v, args.requests) for v in variants}
         print(f"\n### Python bytecodes per request, {fw.name} ({args.requests} requests traced)\n")
         print("| variant | bytecodes per request | added | added % of bare | added x concmon |")
         print("| --- | ---: | ---: | ---: | ---: |")

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import HOST, free_port, positive_int, wait_for_port  # noqa: E402
-from bench.peers import FRAMEWORKS, Framework  # noqa: E402
+from bench.peers import FRAMEWORKS, Framework, selected  # noqa: E402
 
 IDS = 1000
 """Distinct ids in the request paths, all seen during warm-up."""
@@ -263,18 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("instructions: valgrind is missing; install it with: apt-get install valgrind")
         return 2
+    try:
+        chosen = selected(args.frameworks, args.peers)
+    except ValueError as exc:
+        parser.error(str(exc))
     started = time.monotonic()
-    for name in args.frameworks.split(","):
-        fw = FRAMEWORKS.get(name.strip())
-        if fw is None:
-            parser.error(f"unknown framework {name!r}; choose from {', '.join(FRAMEWORKS)}")
-        peers = [v for v in fw.variants if v not in ("bare", "concmon")]
-        if args.peers == "none":
-            peers = []
-        elif args.peers != "all":
-            wanted = {p.strip() for p in args.peers.split(",")}
-            peers = [p for p in peers if p in wanted]
-        variants = ["bare", "concmon", *peers]
+    for fw, variants in chosen:
         rows = measure(fw, variants, args.base, args.extra, over_http=args.http)
         print_rows(fw, rows, args.extra, over_http=args.http)
         concmon = next(r for r in rows if r.variant == "concmon")

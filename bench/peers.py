@@ -556,6 +556,30 @@ def _stack() -> str:
     return ", ".join(parts)
 
 
+def selected(frameworks: str, peers: str) -> list[tuple[Framework, list[str]]]:
+    """Each framework of the comma list ``frameworks`` with the variants to run: bare, concmon
+    and the peers ``peers`` names (``all``, ``none`` or a comma list). An unknown name raises
+    ``ValueError`` naming it and the choices, rather than being left out without a word."""
+    chosen = []
+    wanted = {p.strip() for p in peers.split(",") if p.strip()} - {"all", "none"}
+    known: set[str] = set()
+    for name in (f.strip() for f in frameworks.split(",") if f.strip()):
+        fw = FRAMEWORKS.get(name)
+        if fw is None:
+            raise ValueError(f"unknown framework {name!r}; choose from {', '.join(FRAMEWORKS)}")
+        others = [v for v in fw.variants if v not in _OURS]
+        known.update(others)
+        if peers.strip() == "none":
+            others = []
+        elif wanted:
+            others = [v for v in others if v in wanted]
+        chosen.append((fw, ["bare", "concmon", *others]))
+    if wanted - known:
+        unknown = ", ".join(sorted(wanted - known))
+        raise ValueError(f"unknown peer {unknown}; choose from {', '.join(sorted(known))}")
+    return chosen
+
+
 def missing_peers() -> list[str]:
     """The modules of the `bench` extra that are not installed here."""
     missing = []

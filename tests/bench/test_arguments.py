@@ -32,3 +32,22 @@ def test_bad_count_is_one_line(script: str, option: str, value: str) -> None:
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert f"argument {option}: must be" in last, last
+
+
+def test_variant_selection_names_what_is_unknown() -> None:
+    """instructions.py and bytecodes.py share one reading of --frameworks and --peers."""
+    from bench.peers import selected
+
+    assert [(fw.name, v) for fw, v in selected("fastapi", "none")] == [
+        ("fastapi", ["bare", "concmon"])
+    ]
+    chosen = selected("fastapi,flask", "instrumentator,opentelemetry")
+    assert [v for _, v in chosen] == [
+        ["bare", "concmon", "instrumentator", "opentelemetry"],
+        ["bare", "concmon", "opentelemetry"],
+    ]
+    assert len(selected("flask", "all")[0][1]) == 4
+    with pytest.raises(ValueError, match="unknown framework 'falsk'"):
+        selected("falsk", "all")
+    with pytest.raises(ValueError, match="unknown peer instrumentor; choose from"):
+        selected("fastapi", "instrumentor")
