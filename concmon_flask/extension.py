@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from flask import Flask, Request
 
 from concmon import ConcurrencyMonitor, init_monitor
 from concmon_flask.options import Options, from_config
 from concmon_flask.wsgi import ENVIRON_KEY, UNMATCHED_NAME, ConcMonWSGIMiddleware, Exchange
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("concmon")
 
