@@ -32,10 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import positive_int  # noqa: E402
+from bench.instructions import random_paths, warm_paths  # noqa: E402
 from bench.peers import FRAMEWORKS, missing_peers, selected  # noqa: E402
-
-IDS = 1000
-"""Distinct ids in the request paths, all seen during warm-up."""
 
 
 def child(framework: str, variant: str, requests: int) -> int:
@@ -53,11 +51,11 @@ def child(framework: str, variant: str, requests: int) -> int:
         return trace
 
     try:
-        drive(built.app, [f"/items/{i}" for i in range(1, IDS + 1)])
-        paths = [f"/items/{(i * 7919) % IDS + 1}" for i in range(requests)]
+        drive(built.app, warm_paths())
+        traced = random_paths(requests, seed=requests)
         sys.settrace(trace)
         try:
-            drive(built.app, paths)
+            drive(built.app, traced)
         finally:
             sys.settrace(None)
     finally:

@@ -63,7 +63,13 @@ SERVER_TIMEOUT_S = 900.0
 """How long a server under valgrind may take to start, or to stop and print its counts."""
 
 
-def _paths(count: int, seed: int) -> list[str]:
+def warm_paths() -> list[str]:
+    """Every id once, so that route caches and first-call costs are paid before counting."""
+    return [f"/items/{i}" for i in range(1, IDS + 1)]
+
+
+def random_paths(count: int, seed: int) -> list[str]:
+    """``count`` request paths with ids drawn from the warmed ones."""
     rng = random.Random(seed)
     return [f"/items/{rng.randint(1, IDS)}" for _ in range(count)]
 
@@ -74,10 +80,10 @@ def child(framework: str, variant: str, requests: int) -> int:
     built = fw.build(variant)
     drive = fw.driver()
     try:
-        drive(built.app, [f"/items/{i}" for i in range(1, IDS + 1)])
+        drive(built.app, warm_paths())
         before = built.recorded() if built.recorded is not None else None
         if requests:
-            drive(built.app, _paths(requests, seed=requests))
+            drive(built.app, random_paths(requests, seed=requests))
         if before is not None and built.recorded is not None:
             got = built.recorded() - before
             if got != requests:
@@ -158,8 +164,8 @@ def _count_http(framework: str, variant: str, requests: int) -> int:
             )
             try:
                 wait_for_port(port, proc, timeout=SERVER_TIMEOUT_S)
-                drive_http(port, [f"/items/{i}" for i in range(1, IDS + 1)])
-                drive_http(port, _paths(requests, seed=requests))
+                drive_http(port, warm_paths())
+                drive_http(port, random_paths(requests, seed=requests))
             finally:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
@@ -193,9 +199,9 @@ def best_bare_us(fw: Framework, rounds: int = 60, batch: int = 50) -> float:
     built = fw.build("bare")
     drive = fw.driver()
     try:
-        paths = _paths(batch, seed=3)
-        drive(built.app, [f"/items/{i}" for i in range(1, IDS + 1)])
-        return min(drive(built.app, paths) for _ in range(rounds)) / 1000.0
+        timed = random_paths(batch, seed=3)
+        drive(built.app, warm_paths())
+        return min(drive(built.app, timed) for _ in range(rounds)) / 1000.0
     finally:
         drive.close()
 
