@@ -11,7 +11,9 @@ completed requests to bare is steady to a percent or two. Several server process
 (each with its own hash seed), one per round in turn, average out one process's luck.
 
 Usage (repository root, after ``bash scripts/bench-setup.sh``):
-``python bench/simultaneous.py [--framework fastapi|flask] [--variants bare,concmon,...]``
+``python bench/simultaneous.py [--framework fastapi|flask] [--variants bare,concmon,...]``;
+besides bare, concmon and the peers, ``passthrough`` and ``uncounted`` take concmon apart
+(bench/apps/__init__.py says what each is)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.apps import EXPERIMENTS  # noqa: E402
 from bench.common import (  # noqa: E402
     WRK_INSTALL_HINT,
     core_plan,
@@ -106,11 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in FRAMEWORKS[args.framework].variants]
+    choices = (*FRAMEWORKS[args.framework].variants, *EXPERIMENTS)
+    unknown = [v for v in variants if v not in choices]
     if unknown or not variants or variants[0] != "bare":
-        parser.error(
-            f"variants must start with bare and come from {FRAMEWORKS[args.framework].variants}"
-        )
+        parser.error(f"variants must start with bare and come from {', '.join(choices)}")
     if not wrk_available():
         print(f"simultaneous: wrk is not installed; {WRK_INSTALL_HINT}", file=sys.stderr)
         return 2

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from fastapi import FastAPI
 
-from bench.apps import Built, prometheus_count
+from bench.apps import EXPERIMENTS, Built, prometheus_count, uncount
 
 VARIANTS = ("bare", "concmon", "starlette-exporter", "instrumentator", "opentelemetry")
 SLEEP_SECONDS = 0.002
@@ -34,6 +35,14 @@ def _app() -> FastAPI:
     return app
 
 
+class _PassThrough:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 def build(variant: str) -> Built:
     """The app as a user of ``variant`` would set it up, following its documentation."""
     app = _app()
@@ -45,6 +54,16 @@ def build(variant: str) -> Built:
 
         install(app)
         return Built(app, lambda: get_monitor().snapshot().completed)
+    if variant == "uncounted":
+        from concmon_fastapi import install
+        from concmon_fastapi.middleware import _Exchange
+
+        install(app)
+        uncount(_Exchange)
+        return Built(app, None)
+    if variant == "passthrough":
+        app.add_middleware(_PassThrough)
+        return Built(app, None)
     if variant == "starlette-exporter":
         from prometheus_client import REGISTRY
         from starlette_exporter import PrometheusMiddleware, handle_metrics
@@ -69,7 +88,8 @@ def build(variant: str) -> Built:
         provider, exporter = meter_provider()
         FastAPIInstrumentor.instrument_app(app, meter_provider=provider)
         return Built(app, lambda: recorded(provider, exporter))
-    raise ValueError(f"unknown FastAPI variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    choices = ", ".join((*VARIANTS, *EXPERIMENTS))
+    raise ValueError(f"unknown FastAPI variant {variant!r}; choose from {choices}")
 
 
 def from_env() -> FastAPI:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from flask import Flask
 
-from bench.apps import Built, prometheus_count
+from bench.apps import EXPERIMENTS, Built, prometheus_count, uncount
 from bench.common import ROOT
 
 VARIANTS = ("bare", "concmon", "prometheus-flask-exporter", "opentelemetry")
@@ -34,6 +35,14 @@ def _app() -> Flask:
     return app
 
 
+class _PassThrough:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
 def build(variant: str) -> Built:
     """The app as a user of ``variant`` would set it up, following its documentation."""
     app = _app()
@@ -45,6 +54,16 @@ def build(variant: str) -> Built:
 
         ConcMon(app)
         return Built(app, lambda: get_monitor().snapshot().completed)
+    if variant == "uncounted":
+        from concmon_flask import ConcMon
+        from concmon_flask.wsgi import Exchange
+
+        ConcMon(app)
+        uncount(Exchange)
+        return Built(app, None)
+    if variant == "passthrough":
+        app.wsgi_app = _PassThrough(app.wsgi_app)  # type: ignore[method-assign]
+        return Built(app, None)
     if variant == "prometheus-flask-exporter":
         from prometheus_client import CollectorRegistry
         from prometheus_flask_exporter import PrometheusMetrics  # type: ignore[import-untyped]
@@ -60,7 +79,8 @@ def build(variant: str) -> Built:
         provider, exporter = meter_provider()
         FlaskInstrumentor.instrument_app(app, meter_provider=provider)  # type: ignore[no-untyped-call]
         return Built(app, lambda: recorded(provider, exporter))
-    raise ValueError(f"unknown Flask variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    choices = ", ".join((*VARIANTS, *EXPERIMENTS))
+    raise ValueError(f"unknown Flask variant {variant!r}; choose from {choices}")
 
 
 def from_env() -> Flask:
