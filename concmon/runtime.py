@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from concmon.monitor import ConcurrencyMonitor, outcome_for
 from concmon.plugins import PluginHost
-from concmon.reporter import Reporter
+from concmon.reporter import FORK_WAIT_S, Reporter
 from concmon.settings import Settings, load_settings
 from concmon.snapshot import Snapshot
 from concmon.system import SystemSampler
@@ -150,15 +150,40 @@ def _reset_for_tests() -> None:
         _monitor = None
 
 
+_fork_held = False
+
+
+def _before_fork() -> None:
+    # A fork in the middle of init_monitor() on another thread would give the child a
+    # half-made runtime (set, but its reporter not yet started, so never restarted there).
+    # Wait for it, as a fork waits for a report in flight. Registered after the reporter's and
+    # the monitor's handlers, so it runs before them: this lock, then the report's, then the
+    # counting locks, the order init_monitor() itself takes them in.
+    global _fork_held
+    _fork_held = _lock.acquire(timeout=FORK_WAIT_S)
+
+
+def _after_fork_in_parent() -> None:
+    global _fork_held
+    if _fork_held:
+        _fork_held = False
+        _lock.release()
+
+
 def _after_fork_in_child() -> None:
-    global _lock
+    global _lock, _fork_held
     _lock = threading.RLock()
+    _fork_held = False
     runtime = _runtime
     if runtime is not None and runtime.settings.enabled and runtime.reporter._thread is not None:
         runtime.reporter.restart_after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 @overload

@@ -323,3 +323,54 @@ def test_fork_after_start_gives_the_child_its_own_reporter(tmp_path: Path) -> No
     lines = (tmp_path / "logs" / "concmon.jsonl").read_text().splitlines()
     pids = {json.loads(line)["pid"] for line in lines}
     assert pids == {os.getpid(), pid}
+
+
+def test_fork_during_init_monitor_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork that lands while another thread is inside init_monitor() (its sinks still
+    loading) waits for it: the child gets the finished runtime and starts its own reporter,
+    instead of a runtime whose reporter was not started yet and so is never restarted."""
+    from concmon.plugins import PluginHost
+
+    loading = threading.Event()
+    original = PluginHost.load_configured
+
+    def slow_load(self: PluginHost) -> None:
+        loading.set()
+        time.sleep(0.3)  # an entry point that takes a while to import
+        original(self)
+
+    monkeypatch.setattr(PluginHost, "load_configured", slow_load)
+    starter = threading.Thread(
+        target=init_monitor,
+        kwargs={"sinks": ("jsonl",), "update_interval": 0.1, "system_metrics": False},
+    )
+    starter.start()
+    assert loading.wait(5)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(read_fd)
+            runtime = get_runtime()
+            deadline = time.monotonic() + 5
+            while runtime is not None and runtime.reporter.reports < 2:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            reports = runtime.reporter.reports if runtime is not None else -1
+            os.write(write_fd, json.dumps({"reports": reports}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    runtime = get_runtime()
+    started = runtime is not None and runtime.reporter._thread is not None
+    starter.join()
+    assert started, "the fork did not wait for init_monitor to finish"
+    result = _child_result(pid, read_fd, 20)
+    assert result is not None, "the child hung"
+    assert result["reports"] >= 2, "the child must report on its own"
+    shutdown_monitor()
+    lines = (tmp_path / "logs" / "concmon.jsonl").read_text().splitlines()
+    assert {json.loads(line)["pid"] for line in lines} == {os.getpid(), pid}
