@@ -282,6 +282,18 @@ def test_fork_during_a_report_leaves_no_sink_lock_held(tmp_path: Path) -> None:
     assert {r.pid for r in reports} == {os.getpid(), pid}
 
 
+def _reports_in_child(wanted: int = 2, timeout: float = 5.0) -> int:
+    """In a forked child: the reports its own reporter made, once ``wanted`` or after
+    ``timeout`` (-1 without a runtime)."""
+    runtime = get_runtime()
+    if runtime is None:
+        return -1
+    deadline = time.monotonic() + timeout
+    while runtime.reporter.reports < wanted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return runtime.reporter.reports
+
+
 def test_fork_after_start_gives_the_child_its_own_reporter(tmp_path: Path) -> None:
     """RELIABILITY 26: after fork the child has fresh counters, its own pid and a reporter."""
     monitor = init_monitor(sinks=("jsonl",), update_interval=0.1, system_metrics=False)
@@ -294,17 +306,11 @@ def test_fork_after_start_gives_the_child_its_own_reporter(tmp_path: Path) -> No
             child = get_monitor()
             before = child.snapshot()
             child.begin("/child").finish()
-            runtime = get_runtime()
-            deadline = time.monotonic() + 5
-            while runtime is not None and runtime.reporter.reports < 2:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
             result = {
                 "pid": child.snapshot().pid,
                 "before_active": before.active,
                 "total": child.snapshot().total,
-                "reports": runtime.reporter.reports if runtime else -1,
+                "reports": _reports_in_child(),
             }
             os.write(write_fd, json.dumps(result).encode())
         finally:
@@ -353,14 +359,7 @@ def test_fork_during_init_monitor_waits_for_it(
     if pid == 0:  # child
         try:
             os.close(read_fd)
-            runtime = get_runtime()
-            deadline = time.monotonic() + 5
-            while runtime is not None and runtime.reporter.reports < 2:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
-            reports = runtime.reporter.reports if runtime is not None else -1
-            os.write(write_fd, json.dumps({"reports": reports}).encode())
+            os.write(write_fd, json.dumps({"reports": _reports_in_child()}).encode())
         finally:
             os._exit(0)
     os.close(write_fd)
