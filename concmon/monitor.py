@@ -1,9 +1,11 @@
 """The counting state: how many requests are in flight, per endpoint, exactly.
 
-Everything on the request path lives here and is kept to a handful of integer and dictionary
-operations under one lock: no I/O, no plugin call, no formatting. Reading the state happens
-through :meth:`ConcurrencyMonitor.snapshot`, which copies the counters under the same lock, so
-every snapshot is internally consistent (the endpoint actives add up to the total, nothing is
+Everything on the request path is kept to a handful of integer and dictionary operations: no
+I/O, no plugin call, no formatting. The operations themselves are the counting kernel's (the C
+one of ``_counting.c`` where it was built, else the Python one of ``_kernel.py``; both are
+exact from any number of threads). Reading the state happens through
+:meth:`ConcurrencyMonitor.snapshot`, which copies each group's counters in one step, so every
+snapshot is internally consistent (the endpoint actives add up to the total, nothing is
 negative) no matter how many threads are counting.
 
 A request is counted by a :class:`Ticket`: ``begin`` fixes the endpoint key and the start time,
@@ -24,8 +26,9 @@ import weakref
 from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
+from concmon import _kernel
 from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
 
 logger = logging.getLogger("concmon")
@@ -48,141 +51,42 @@ _OK = Outcome.OK
 _FAILED = Outcome.FAILED
 
 
-class _Counters:
-    """Mutable per-endpoint state; only ever touched under the monitor's lock.
-
-    ``total`` is not stored: it is ``completed + active`` by construction, so it can never
-    disagree with them, and the request path has one counter less to bump.
-    """
-
-    __slots__ = (
-        "a0",
-        "active",
-        "cancelled",
-        "completed",
-        "completed_mark",
-        "dur_max",
-        "dur_sum",
-        "failed",
-        "group",
-        "interval_peak",
-        "moment",
-        "peak",
-        "rejected",
-        "untimed",
-    )
-
-    group: EndpointGroup | _Orphanage
-
-    def __init__(self, group: EndpointGroup, now: float) -> None:
-        self.group = group
-        self.active = 0
-        self.peak = 0
-        self.interval_peak = 0
-        self.completed = 0
-        self.failed = 0
-        self.cancelled = 0
-        self.rejected = 0
-        # Durations of the requests finished in this interval; their count is derived from
-        # `completed` (minus its value at the interval start and the untimed finishes of
-        # decrement_task, which has no start time).
-        self.dur_sum = 0.0
-        self.dur_max = 0.0
-        self.completed_mark = 0
-        self.untimed = 0
-        # The time-weighted mean of `active` needs its integral over the interval. Integrating by
-        # parts, that integral is active(T)*T - active(t0)*t0 + sum(end times) - sum(start
-        # times) of the changes in between: one subtraction per begin, one addition per finish.
-        self.a0 = 0
-        self.moment = 0.0
-
-    def stats(self, now: float, interval: float, reset: bool) -> EndpointStats:
-        # Clamped: float rounding in the sums must never show as a negative mean.
-        area = max(self.active * now - self.a0 * (now - interval) + self.moment, 0.0)
-        avg_active = round(area / interval, 3) + 0.0 if interval > 0 else float(self.active)
-        count = self.completed - self.completed_mark - self.untimed
-        stats = EndpointStats(
-            active=self.active,
-            peak=self.peak,
-            interval_peak=self.interval_peak,
-            avg_active=avg_active,
-            total=self.completed + self.active,
-            completed=self.completed,
-            failed=self.failed,
-            cancelled=self.cancelled,
-            rejected=self.rejected,
-            avg_ms=round(self.dur_sum / count * 1000.0, 3) if count else None,
-            max_ms=round(self.dur_max * 1000.0, 3) if count else None,
-        )
-        if reset:
-            self.interval_peak = self.active
-            self.a0 = self.active
-            self.moment = 0.0
-            self.dur_sum = 0.0
-            self.dur_max = 0.0
-            self.completed_mark = self.completed
-            self.untimed = 0
-        return stats
+def _load_kernel() -> tuple[Any, str]:
+    """The C kernel when it was built and not switched off, else the Python one."""
+    if os.environ.get("CONCMON_PURE_PYTHON", "").strip().lower() not in ("", "0", "false", "no"):
+        return _kernel, "python"
+    try:
+        from concmon import _counting
+    except ImportError:  # no compiler at install time, or an interpreter without the GIL
+        return _kernel, "python"
+    return _counting, "c"
 
 
-class _Orphanage:
+if TYPE_CHECKING:
+    from concmon._kernel import Counters, GroupBase, Ticket
+
+    KERNEL: str
+else:
+    _impl, KERNEL = _load_kernel()
+    _impl.setup(_OK, _FAILED)
+    Counters, GroupBase, Ticket = _impl.Counters, _impl.GroupBase, _impl.Ticket
+    """Which counting kernel this process runs: ``"c"`` or ``"python"`` (see docs/performance.md).
+
+    ``CONCMON_PURE_PYTHON=1`` in the environment selects the Python one."""
+
+
+class _Orphanage(GroupBase):
     """Where counters go when their monitor is reset (or the process forked): a ticket opened
     before the reset still finishes without error, but against state nobody reads."""
 
-    __slots__ = ("_lock", "active")
+    __slots__ = ("_lock",)
 
     def __init__(self) -> None:
+        GroupBase.__init__(self)
         self._lock = threading.Lock()
-        self.active = 0
 
 
 _ORPHANS: Final = _Orphanage()
-
-
-class Ticket:
-    """One counted request. Created by ``begin``; ``finish`` closes it exactly once."""
-
-    __slots__ = ("_counters", "started")
-
-    _counters: _Counters | None
-    started: float
-
-    def finish(self, outcome: Outcome = _OK) -> bool:
-        """Close the request; returns False (and counts nothing) if it was already closed."""
-        c = self._counters
-        if c is None:
-            return False
-        group = c.group
-        now = perf_counter()
-        # acquire/release rather than ``with``: the context-manager protocol costs about as
-        # much again as the lock itself, on the one path every request takes.
-        lock = group._lock
-        lock.acquire()
-        try:
-            if self._counters is None:  # another thread closed it first
-                return False
-            self._counters = None
-            c.moment += now
-            c.active -= 1
-            c.completed += 1
-            if outcome is not _OK:
-                if outcome is _FAILED:
-                    c.failed += 1
-                else:
-                    c.cancelled += 1
-            d = now - self.started
-            c.dur_sum += d
-            if d > c.dur_max:
-                c.dur_max = d
-            group.active -= 1
-            return True
-        finally:
-            lock.release()
-
-    @property
-    def open(self) -> bool:
-        return self._counters is not None
-
 
 _new_ticket = object.__new__
 
@@ -197,8 +101,12 @@ def _null_ticket() -> Ticket:
 _NULL_TICKET: Final = _null_ticket()
 
 
-class EndpointGroup:
-    """Endpoints of one kind (HTTP requests, WebSocket connections or background tasks)."""
+class EndpointGroup(GroupBase):
+    """Endpoints of one kind (HTTP requests, WebSocket connections or background tasks).
+
+    The counting itself (``admit``, ``increment``, ``Ticket.finish``) is the kernel's; this
+    class adds names, their limit and the reading.
+    """
 
     __slots__ = (
         "_lock",
@@ -206,41 +114,35 @@ class EndpointGroup:
         "_monitor",
         "_overflow_warned",
         "_unbalanced_reported",
-        "active",
-        "endpoints",
-        "interval_peak",
         "kind",
-        "peak",
     )
 
-    endpoints: dict[str, _Counters]
-    active: int
-    peak: int
-    interval_peak: int
-
     def __init__(self, monitor: ConcurrencyMonitor, kind: str) -> None:
+        GroupBase.__init__(self)
         self._monitor = monitor
         self.kind = kind
         self._lock = monitor._lock
         self._max = monitor.max_endpoints
         self._overflow_warned = False
         self._unbalanced_reported: set[str] = set()
-        self._clear(perf_counter())
 
-    def _clear(self, now: float) -> None:
-        for counters in getattr(self, "endpoints", {}).values():
-            counters.group = _ORPHANS
-        self.endpoints = {}
-        self.active = 0
-        self.peak = 0
-        self.interval_peak = 0
+    def _clear(self) -> None:
+        """Start empty; counters still held by open tickets go to the orphanage (lock held)."""
+        self._orphan_all(_ORPHANS)
 
-    def _add(self, name: str, now: float) -> _Counters:
+    def _add_locked(self, name: str) -> Counters:
+        with self._lock:
+            counters = self.endpoints.get(name)
+            if counters is None:
+                counters = self._add(name)
+            return counters
+
+    def _add(self, name: str) -> Counters:
         endpoints = self.endpoints
         if len(endpoints) - (OVERFLOW_NAME in endpoints) >= self._max:
             counters = endpoints.get(OVERFLOW_NAME)
             if counters is None:
-                counters = endpoints[OVERFLOW_NAME] = _Counters(self, now)
+                counters = self._insert(OVERFLOW_NAME)
             if not self._overflow_warned:
                 self._overflow_warned = True
                 logger.warning(
@@ -251,10 +153,16 @@ class EndpointGroup:
                     OVERFLOW_NAME,
                 )
             return counters
-        counters = endpoints[name] = _Counters(self, now)
+        return self._insert(name)
+
+    def _insert(self, name: str) -> Counters:
+        counters = Counters(self)
+        # The kernel's dict is read-only from here for the C kernel's sake (its reader copies
+        # it without a lock); inserting one key is a single step under the GIL either way.
+        self.endpoints[name] = counters
         return counters
 
-    def _lookup(self, name: str) -> _Counters | None:
+    def _lookup(self, name: str) -> Counters | None:
         endpoints = self.endpoints
         counters = endpoints.get(name)
         if counters is None and len(endpoints) - (OVERFLOW_NAME in endpoints) >= self._max:
@@ -267,96 +175,25 @@ class EndpointGroup:
         self.admit(ticket, name)
         return ticket
 
-    def admit(self, ticket: Ticket, name: str) -> None:
-        """Count a request to ``name`` as active under ``ticket``, made by the caller.
-
-        For adapters: a subclass of :class:`Ticket` with slots of its own holds the adapter's
-        per-request state and the counters' ticket in one object (one allocation per request,
-        not two), and can exist before the request's name is known. ``ticket`` must be new
-        (made with ``object.__new__``, never admitted before); its own slots are the caller's.
-        """
-        ticket.started = now = perf_counter()
-        lock = self._lock
-        lock.acquire()
-        try:
-            try:
-                c = self.endpoints[name]
-            except KeyError:
-                c = self._add(name, now)
-            c.moment -= now
-            a = c.active + 1
-            c.active = a
-            if a > c.interval_peak:
-                c.interval_peak = a
-                if a > c.peak:
-                    c.peak = a
-            a = self.active + 1
-            self.active = a
-            if a > self.interval_peak:
-                self.interval_peak = a
-                if a > self.peak:
-                    self.peak = a
-            ticket._counters = c
-        finally:
-            lock.release()
-
-    def increment(self, name: str) -> None:
-        """``begin`` without a ticket, for callers that pair by name (``decrement``)."""
-        now = perf_counter()
-        lock = self._lock
-        lock.acquire()
-        try:
-            try:
-                c = self.endpoints[name]
-            except KeyError:
-                c = self._add(name, now)
-            c.moment -= now
-            a = c.active + 1
-            c.active = a
-            if a > c.interval_peak:
-                c.interval_peak = a
-                if a > c.peak:
-                    c.peak = a
-            a = self.active + 1
-            self.active = a
-            if a > self.interval_peak:
-                self.interval_peak = a
-                if a > self.peak:
-                    self.peak = a
-        finally:
-            lock.release()
+    # ``admit(ticket, name)`` is the kernel's. For adapters: a subclass of :class:`Ticket` with
+    # slots of its own holds the adapter's per-request state and the counters' ticket in one
+    # object (one allocation per request, not two), and can exist before the request's name is
+    # known. ``ticket`` must be new (made with ``object.__new__``, never admitted before).
 
     def decrement(self, name: str, outcome: Outcome) -> bool:
-        now = perf_counter()
-        lock = self._lock
-        lock.acquire()
-        try:
-            c = self.endpoints.get(name)
-            if c is None:
-                c = self._lookup(name)
-            if c is None or c.active <= 0:
-                self._report_unbalanced(name)
-                return False
-            c.moment += now
-            c.active -= 1
-            c.completed += 1
-            c.untimed += 1
-            if outcome is not _OK:
-                if outcome is _FAILED:
-                    c.failed += 1
-                else:
-                    c.cancelled += 1
-            self.active -= 1
+        """Count one finish on ``name``, paired by name with ``increment``."""
+        if self._decrement(name, outcome):
             return True
-        finally:
-            lock.release()
+        self._report_unbalanced(name)
+        return False
 
     def _report_unbalanced(self, name: str) -> None:
         # A decrement without its increment is a bug in the caller; make it loud but never let
         # it drive a gauge negative. Reported once per name so a hot loop cannot flood the log.
-        if name in self._unbalanced_reported or len(self._unbalanced_reported) >= self._max:
-            return
-        self._unbalanced_reported.add(name)
+        with self._lock:
+            if name in self._unbalanced_reported or len(self._unbalanced_reported) >= self._max:
+                return
+            self._unbalanced_reported.add(name)
         logger.error(
             "concmon: decrement of %s endpoint %r without a matching increment; ignored "
             "(counters stay exact). Pair every increment_task() with one decrement_task(), or "
@@ -367,15 +204,38 @@ class EndpointGroup:
         )
 
     def reject(self, name: str) -> None:
-        now = perf_counter()
         with self._lock:
             c = self.endpoints.get(name)
             if c is None:
-                c = self._add(name, now)
-            c.rejected += 1
+                c = self._add(name)
+            c.reject()
 
-    def _collect(self, now: float, interval: float, reset: bool) -> dict[str, EndpointStats]:
-        return {name: c.stats(now, interval, reset) for name, c in self.endpoints.items()}
+    def _collect(
+        self, now: float, interval: float, reset: bool
+    ) -> tuple[int, int, int, dict[str, EndpointStats]]:
+        """The group's active, peak and interval peak and its endpoints' figures (lock held)."""
+        active, peak, interval_peak, taken = self._take(now, interval, reset)
+        return active, peak, interval_peak, {name: _stats(f, interval) for name, f in taken}
+
+
+def _stats(f: _kernel.Figures, interval: float) -> EndpointStats:
+    active, peak, interval_peak, completed, failed, cancelled, rejected, count = f[:8]
+    dur_sum, dur_max, area = f[8:]
+    # Clamped: float rounding in the sums must never show as a negative mean.
+    area = max(area, 0.0)
+    return EndpointStats(
+        active=active,
+        peak=peak,
+        interval_peak=interval_peak,
+        avg_active=round(area / interval, 3) + 0.0 if interval > 0 else float(active),
+        total=completed + active,
+        completed=completed,
+        failed=failed,
+        cancelled=cancelled,
+        rejected=rejected,
+        avg_ms=round(dur_sum / count * 1000.0, 3) if count else None,
+        max_ms=round(dur_max * 1000.0, 3) if count else None,
+    )
 
 
 class _DisabledGroup(EndpointGroup):
@@ -582,7 +442,7 @@ class ConcurrencyMonitor:
         self._loop_lag: float | None = None
         for group in self._groups:
             group._lock = self._lock
-            group._clear(now)
+            group._clear()
 
     # -- the request path -------------------------------------------------------------------
 
@@ -718,12 +578,10 @@ class ConcurrencyMonitor:
         with self._lock:
             now = perf_counter()
             interval = now - self._interval_started
-            http = self.http
-            endpoints = http._collect(now, interval, reset)
-            websockets = self.websocket._collect(now, interval, reset)
-            background = self.background._collect(now, interval, reset)
+            active, peak, interval_peak, endpoints = self.http._collect(now, interval, reset)
+            websockets = self.websocket._collect(now, interval, reset)[3]
+            background = self.background._collect(now, interval, reset)[3]
             queues = {name: q.stats(reset) for name, q in self._queues.items()}
-            active, peak, interval_peak = http.active, http.peak, http.interval_peak
             queue_depth, queue_peak = self._queue_depth, self._queue_peak
             loop_lag = self._loop_lag
             sink_errors = dict(self.sink_errors)
@@ -731,8 +589,6 @@ class ConcurrencyMonitor:
                 self._interval_started = now
                 self._queue_peak = queue_depth
                 self._loop_lag = None
-                for group in self._groups:
-                    group.interval_peak = group.active
             uptime = now - self._started
         if system is None:
             system = SystemStats()
@@ -812,3 +668,17 @@ os.register_at_fork(
     after_in_parent=_after_fork_in_parent,
     after_in_child=_after_fork_in_child,
 )
+
+
+__all__ = [
+    "DEFAULT_MAX_ENDPOINTS",
+    "KERNEL",
+    "OVERFLOW_NAME",
+    "ConcurrencyMonitor",
+    "EndpointGroup",
+    "Outcome",
+    "QueueWait",
+    "Ticket",
+    "Tracked",
+    "outcome_for",
+]
