@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from concmon import ConcurrencyMonitor
+from concmon.monitor import KERNEL
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -90,6 +91,7 @@ def main() -> None:
             results[name].append(fn(args.pairs))
     bare = results["bare lock+dict"]
     gauge = results["prometheus_client Gauge.labels().inc/dec"]
+    print(f"counting kernel: {KERNEL} (CONCMON_PURE_PYTHON=1 selects the Python one)")
     print(f"{'variant':44} {'ns/pair':>9} {'x bare':>8} {'x Gauge':>8}")
     for name, values in results.items():
         median = statistics.median(values)
