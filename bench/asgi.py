@@ -6,7 +6,9 @@ Two measurements, both printed as ratios against the bare app:
   interleaved; the difference of the medians is the middleware's cost per request;
 * over HTTP: uvicorn on 127.0.0.1 serving each app in turn, driven by ``wrk`` when it is
   installed, otherwise by a bounded asyncio load generator in this file (the output says
-  which); interleaved runs, median requests per second.
+  which); interleaved runs, median requests per second. Then, where ``wrk`` is installed,
+  both served at the same moments on one core (bench/simultaneous.py's method), which resolves
+  a few percent where runs one at a time move by ten.
 
 Usage: python bench/asgi.py [--inprocess-only] [--rounds N] [--duration S]
 """
@@ -41,6 +43,7 @@ from bench.common import (  # noqa: E402
     positive_int,
     wait_for_port,
 )
+from bench.simultaneous import bare_against_concmon  # noqa: E402
 from concmon_fastapi import install  # noqa: E402
 
 
@@ -273,6 +276,9 @@ def main() -> None:
             f"  run {r + 1:2d}: bare {b:8.0f} req/s  instrumented {i:8.0f} req/s  ratio {i / b:.3f}"
         )
     print(f"  median throughput ratio (instrumented / bare): {statistics.median(ratios):.3f}")
+    # One server at a time moves by +-10 % between runs on this machine; loading both at the
+    # same moments on one core resolves a few percent (docs/performance.md).
+    print(f"  {bare_against_concmon('fastapi')}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,6 +39,13 @@ from bench.common import (  # noqa: E402
     wrk_available,
 )
 from bench.peers import ENDPOINTS, FRAMEWORKS, replica_servers  # noqa: E402
+
+
+class Ratios(NamedTuple):
+    median: float
+    low: float
+    high: float
+    cpu: float
 
 
 def measure(
@@ -81,19 +89,44 @@ def measure(
     return results
 
 
+def against_bare(runs: list[tuple[int, float]], bare: list[tuple[int, float]]) -> Ratios:
+    """Per-round ratios to bare: the median, its range over rounds, and the median of the
+    server CPU per request."""
+    ratios = [r[0] / b[0] for r, b in zip(runs, bare, strict=True)]
+    cpu = [r[1] / b[1] for r, b in zip(runs, bare, strict=True)]
+    return Ratios(statistics.median(ratios), min(ratios), max(ratios), statistics.median(cpu))
+
+
 def report(results: dict[str, list[tuple[int, float]]]) -> None:
-    bare = results["bare"]
     print(
         "| variant | requests x bare (median) | range over rounds | server CPU per request x bare |"
     )
     print("| --- | ---: | ---: | ---: |")
     for name, runs in results.items():
-        ratios = [r[0] / b[0] for r, b in zip(runs, bare, strict=True)]
-        cpu = [r[1] / b[1] for r, b in zip(runs, bare, strict=True)]
-        print(
-            f"| {name} | {statistics.median(ratios):.3f} | {min(ratios):.3f}-{max(ratios):.3f} | "
-            f"{statistics.median(cpu):.3f} |"
-        )
+        r = against_bare(runs, results["bare"])
+        print(f"| {name} | {r.median:.3f} | {r.low:.3f}-{r.high:.3f} | {r.cpu:.3f} |")
+
+
+def bare_against_concmon(framework: str, rounds: int = 9) -> str:
+    """One line for bench/asgi.py and bench/wsgi.py: concmon against bare by this method, or
+    why it cannot run here."""
+    if not wrk_available():
+        return f"at the same moments on one core: skipped, no wrk ({WRK_INSTALL_HINT})"
+    results = measure(
+        framework,
+        ["bare", "concmon"],
+        endpoint="items",
+        rounds=rounds,
+        seconds=5,
+        connections=16,
+        replicas=3,
+    )
+    r = against_bare(results["concmon"], results["bare"])
+    return (
+        f"at the same moments on one core (bench/simultaneous.py, {rounds} rounds of 5s, "
+        f"GET /items/{{id}}): concmon keeps {r.median:.3f} of bare ({r.low:.3f}-{r.high:.3f} "
+        f"over rounds), server CPU per request x{r.cpu:.3f}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,9 @@ sides alike:
   alternating batches; the best batches and the median paired difference give the cost.
 * throughput: two gunicorn gthread servers on 127.0.0.1 (one bare, one instrumented) loaded in
   turn by keep-alive client threads for a fixed time each round; the median of the per-round
-  ratios is reported.
+  ratios is reported. Then, where ``wrk`` is installed, both loaded at the same moments on one
+  core (bench/simultaneous.py's method), which resolves a few percent where runs one at a time
+  move by ten.
 
 Every loop is bounded in count and time, and every server started here is stopped here.
 """
@@ -36,6 +38,7 @@ from flask import Flask  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from bench.common import free_port, positive_float, positive_int, wait_for_port  # noqa: E402
+from bench.simultaneous import bare_against_concmon  # noqa: E402
 from concmon import ConcurrencyMonitor  # noqa: E402
 from concmon_flask import ConcMon  # noqa: E402
 
@@ -187,6 +190,9 @@ def main() -> None:
         f"gunicorn gthread: bare {bare_rps:.0f} req/s, concmon {inst_rps:.0f} req/s, "
         f"median ratio {ratio:.3f} ({args.rounds} interleaved rounds of {args.seconds:g}s)"
     )
+    # One server at a time moves by +-10 % between runs on this machine; loading both at the
+    # same moments on one core resolves a few percent (docs/performance.md).
+    print(f"gunicorn gthread, {bare_against_concmon('flask')}")
 
 
 if __name__ == "__main__":
