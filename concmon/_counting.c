@@ -223,14 +223,23 @@ Ticket_dealloc(TicketObject *self)
 }
 
 static PyObject *
-Ticket_finish(TicketObject *self, PyObject *const *args, Py_ssize_t nargs)
+Ticket_finish(TicketObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *outcome = OUTCOME_OK;
-    if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError, "finish() takes at most 1 argument (%zd given)", nargs);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs + nkw > 1) {
+        PyErr_Format(PyExc_TypeError, "finish() takes at most 1 argument (%zd given)", nargs + nkw);
         return NULL;
     }
-    if (nargs == 1) {
+    if (nkw == 1) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "outcome") != 0) {
+            PyErr_Format(PyExc_TypeError, "finish() got an unexpected keyword argument %R",
+                         PyTuple_GET_ITEM(kwnames, 0));
+            return NULL;
+        }
+    }
+    if (nargs + nkw == 1) {
         outcome = args[0];
     }
     CountersObject *c = self->counters;
@@ -282,7 +291,7 @@ Ticket_get_open(TicketObject *self, void *Py_UNUSED(closure))
 }
 
 static PyMethodDef Ticket_methods[] = {
-    {"finish", (PyCFunction)(void (*)(void))Ticket_finish, METH_FASTCALL,
+    {"finish", (PyCFunction)(void (*)(void))Ticket_finish, METH_FASTCALL | METH_KEYWORDS,
      "finish(outcome=Outcome.OK)\n--\n\n"
      "Close the request; returns False (and counts nothing) if it was already closed."},
     {NULL}};
@@ -354,6 +363,18 @@ Group_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 /* The counters of ``name``, a new reference; made by the Python side's ``_add`` (under the
  * monitor's lock, with the cardinality limit) when the name is new. Python code may run here,
  * before any counting starts. */
+static int
+not_counters(PyObject *value)
+{
+    /* Only the kernel's own objects may sit in ``endpoints``: anything else would be read as
+     * counters. Counters cannot be subclassed, so the check is one pointer comparison. */
+    if (Py_IS_TYPE(value, &CountersType)) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "endpoints must map names to Counters, found %R", value);
+    return 1;
+}
+
 static PyObject *
 lookup(GroupObject *self, PyObject *name)
 {
@@ -363,6 +384,9 @@ lookup(GroupObject *self, PyObject *name)
     PyObject *c = PyDict_GetItemWithError(endpoints, name);
     Py_XINCREF(c);
     Py_DECREF(endpoints);
+    if (c != NULL && not_counters(c)) {
+        Py_CLEAR(c);
+    }
     return c;
 }
 
@@ -475,13 +499,19 @@ Group_take(GroupObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t n = PyDict_GET_SIZE(self->endpoints);
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(self->endpoints, &pos, &key, &value)) {
+        if (not_counters(value)) {
+            return NULL;
+        }
+    }
     Taken *taken = PyMem_Malloc(sizeof(Taken) * (size_t)(n > 0 ? n : 1));
     if (taken == NULL) {
         return PyErr_NoMemory();
     }
     /* -- atomic: no Python code, no Python allocation -- */
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key, *value;
+    pos = 0;
     while (i < n && PyDict_Next(self->endpoints, &pos, &key, &value)) {
         CountersObject *c = (CountersObject *)value;
         Taken *t = &taken[i++];
@@ -557,7 +587,7 @@ Group_orphan_all(GroupObject *self, PyObject *orphans)
     /* -- atomic -- */
     while (PyDict_Next(self->endpoints, &pos, &key, &value)) {
         CountersObject *c = (CountersObject *)value;
-        if (c->group == self) {
+        if (Py_IS_TYPE(value, &CountersType) && c->group == self) {
             Py_INCREF(orphans);
             c->group = (GroupObject *)orphans;
             ((GroupObject *)orphans)->active += c->active; /* its open tickets finish there */

@@ -56,13 +56,13 @@ class GroupBase:
     def _lookup(self, name: str) -> Counters | None:
         raise NotImplementedError
 
-    def admit(self, ticket: Ticket, name: str) -> None:
+    def admit(self, ticket: Ticket, name: str, /) -> None:
         """Count a request to ``name`` as active under ``ticket``."""
         ticket.started = now = perf_counter()
         # Set after the lock is released: nobody else has the new ticket yet.
         ticket._counters = self._count(name, now)
 
-    def increment(self, name: str) -> None:
+    def increment(self, name: str, /) -> None:
         """``admit`` without a ticket, for callers that pair by name (``_decrement``)."""
         self._count(name, perf_counter())
 
@@ -80,7 +80,7 @@ class GroupBase:
         finally:
             lock.release()
 
-    def _decrement(self, name: str, outcome: enum.Enum) -> bool:
+    def _decrement(self, name: str, outcome: enum.Enum, /) -> bool:
         """Count one finish on ``name``; False (nothing counted) without a matching begin."""
         now = perf_counter()
         lock = self._lock

@@ -205,6 +205,23 @@ def test_c_objects_are_freed_and_hold_no_extra_references() -> None:
     assert sys.getrefcount(orphans) == orphan_base
 
 
+@pytest.mark.parametrize("name", ["c", "python"])
+def test_finish_takes_its_outcome_by_position_or_name(name: str) -> None:
+    kernel = _kernel if name == "python" else _counting
+    if kernel is None:
+        pytest.skip("the C kernel was not built here")
+    group = _group_class(kernel)()
+    for call in (lambda t: t.finish(Outcome.FAILED), lambda t: t.finish(outcome=Outcome.FAILED)):
+        ticket = object.__new__(kernel.Ticket)
+        group.admit(ticket, "/x")
+        assert call(ticket) is True
+    with group._lock:
+        _, _, _, taken = group._take(1000.0, 10.0, False)
+    assert dict(taken)["/x"][3:6] == (2, 2, 0)  # completed, failed, cancelled
+    with pytest.raises(TypeError):
+        object.__new__(kernel.Ticket).finish(result=Outcome.OK)
+
+
 @needs_c
 def test_bad_arguments_are_type_errors() -> None:
     group = _group_class(_counting)()
@@ -220,6 +237,11 @@ def test_bad_arguments_are_type_errors() -> None:
     with pytest.raises(TypeError):
         _counting.Counters("not a group")
     assert group.active == 0 and group.endpoints == {}
+    group.endpoints["/junk"] = "not counters"  # only the kernel's objects belong there
+    with pytest.raises(TypeError, match="Counters"):
+        group.admit(object.__new__(_counting.Ticket), "/junk")
+    with pytest.raises(TypeError, match="Counters"), group._lock:
+        group._take(1.0, 1.0, True)
 
 
 def test_the_c_kernel_is_built_where_a_compiler_is() -> None:
