@@ -124,18 +124,14 @@ Counters_traverse(CountersObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-static int
-Counters_clear(CountersObject *self)
-{
-    Py_CLEAR(self->group);
-    return 0;
-}
-
+/* No tp_clear: a cycle through counters always runs through their group's dict, which the
+ * group's tp_clear breaks, so ``group`` is never NULL while the counters live (a finish run by a
+ * finalizer during a collection still finds it). */
 static void
 Counters_dealloc(CountersObject *self)
 {
     PyObject_GC_UnTrack(self);
-    Counters_clear(self);
+    Py_CLEAR(self->group);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -191,7 +187,6 @@ static PyTypeObject CountersType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = Counters_new,
     .tp_traverse = (traverseproc)Counters_traverse,
-    .tp_clear = (inquiry)Counters_clear,
     .tp_dealloc = (destructor)Counters_dealloc,
     .tp_methods = Counters_methods,
     .tp_members = Counters_members,
@@ -360,9 +355,6 @@ Group_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
-/* The counters of ``name``, a new reference; made by the Python side's ``_add`` (under the
- * monitor's lock, with the cardinality limit) when the name is new. Python code may run here,
- * before any counting starts. */
 static int
 not_counters(PyObject *value)
 {
@@ -375,9 +367,23 @@ not_counters(PyObject *value)
     return 1;
 }
 
+static int
+cleared(GroupObject *self)
+{
+    /* Only a group the garbage collector is tearing down has no dict. */
+    if (self->endpoints != NULL) {
+        return 0;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "the group is being collected");
+    return 1;
+}
+
 static PyObject *
 lookup(GroupObject *self, PyObject *name)
 {
+    if (cleared(self)) {
+        return NULL;
+    }
     /* A name whose __eq__ is Python code can let another thread reset the group (and free the
      * dict) in the middle of the look-up: hold the dict meanwhile. A str runs no code here. */
     PyObject *endpoints = Py_NewRef(self->endpoints);
@@ -390,6 +396,9 @@ lookup(GroupObject *self, PyObject *name)
     return c;
 }
 
+/* The counters of ``name``, a new reference; made by the Python side's ``_add`` (under the
+ * monitor's lock, with the cardinality limit) when the name is new. Python code may run here,
+ * before any counting starts. */
 static CountersObject *
 counters_for(GroupObject *self, PyObject *name)
 {
@@ -495,7 +504,7 @@ Group_take(GroupObject *self, PyObject *args)
 {
     double now, interval;
     int reset;
-    if (!PyArg_ParseTuple(args, "ddp:_take", &now, &interval, &reset)) {
+    if (!PyArg_ParseTuple(args, "ddp:_take", &now, &interval, &reset) || cleared(self)) {
         return NULL;
     }
     Py_ssize_t n = PyDict_GET_SIZE(self->endpoints);
@@ -578,6 +587,9 @@ Group_orphan_all(GroupObject *self, PyObject *orphans)
         PyErr_SetString(PyExc_TypeError, "_orphan_all() needs a group");
         return NULL;
     }
+    if (cleared(self)) {
+        return NULL;
+    }
     PyObject *fresh = PyDict_New();
     if (fresh == NULL) {
         return NULL;
@@ -612,6 +624,9 @@ Group_orphan_all(GroupObject *self, PyObject *orphans)
 static PyObject *
 Group_get_endpoints(GroupObject *self, void *Py_UNUSED(closure))
 {
+    if (cleared(self)) {
+        return NULL;
+    }
     return Py_NewRef(self->endpoints);
 }
 

@@ -275,3 +275,28 @@ def test_monitor_tests_pass_on_the_python_kernel() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout
+
+
+@pytest.mark.parametrize("name", ["c", "python"])
+def test_a_finish_run_by_the_collector_finds_its_counters(name: str) -> None:
+    """A whole monitor dropped with a request still open, the request's ticket in a reference
+    cycle whose finalizer finishes it (as the WSGI exchange's ``__del__`` does): the collector
+    runs the finish before it tears anything down, so it counts, and nothing crashes."""
+    kernel = _kernel if name == "python" else _counting
+    if kernel is None:
+        pytest.skip("the C kernel was not built here")
+    finished: list[bool] = []
+
+    class Held(kernel.Ticket):  # type: ignore[misc,name-defined]
+        __slots__ = ("cycle",)
+
+        def __del__(self) -> None:
+            finished.append(self.finish(Outcome.CANCELLED))
+
+    group = _group_class(kernel)()
+    ticket = object.__new__(Held)
+    group.admit(ticket, "/x")
+    ticket.cycle = (ticket, group)
+    del ticket, group
+    gc.collect()
+    assert finished == [True]
