@@ -18,7 +18,7 @@ from typing import Any
 _OK: Any = None
 _FAILED: Any = None
 
-# Counters.figures(): what ``_take`` reports per endpoint, in this order.
+# What ``_take`` reports per endpoint, in this order (Counters._figures here, inline in C).
 Figures = tuple[int, int, int, int, int, int, int, int, float, float, float]
 
 
@@ -101,9 +101,11 @@ class GroupBase:
         # Called with the lock held: the subclass's _add_locked takes it itself.
         raise NotImplementedError
 
-    def _take(self, now: float, interval: float, reset: bool) -> tuple[int, int, int, list[Any]]:
+    def _take(
+        self, now: float, interval: float, reset: bool
+    ) -> tuple[int, int, int, list[tuple[str, Figures]]]:
         """The group's figures and each endpoint's (see ``Figures``); the caller holds the lock."""
-        taken = [(name, c.figures(now, interval, reset)) for name, c in self._endpoints.items()]
+        taken = [(name, c._figures(now, interval, reset)) for name, c in self._endpoints.items()]
         figures = (self.active, self.peak, self.interval_peak, taken)
         if reset:
             self.interval_peak = self.active
@@ -197,7 +199,7 @@ class Counters:
                 self.cancelled += 1
         self.group.active -= 1
 
-    def figures(self, now: float, interval: float, reset: bool) -> Figures:
+    def _figures(self, now: float, interval: float, reset: bool) -> Figures:
         figures = (
             self.active,
             self.peak,

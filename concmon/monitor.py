@@ -157,8 +157,8 @@ class EndpointGroup(GroupBase):
 
     def _insert(self, name: str) -> Counters:
         counters = Counters(self)
-        # The kernel's dict is read-only from here for the C kernel's sake (its reader copies
-        # it without a lock); inserting one key is a single step under the GIL either way.
+        # The only write to the kernel's dict besides its own: one key, one step under the GIL,
+        # so the C kernel's look-ups (which take no lock) see the dict before or after it.
         self.endpoints[name] = counters
         return counters
 
