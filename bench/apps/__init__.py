@@ -11,10 +11,10 @@ EXPERIMENTS: Final = ("passthrough", "uncounted")
 
 * ``passthrough``: a middleware that only awaits (ASGI) or calls (WSGI) the application, the
   price of one more layer;
-* ``uncounted``: the app set up exactly as the ``concmon`` variant, then the core's two calls
-  per request (``admit`` and ``finish``) replaced by one C call each that counts nothing. It is
-  the floor any implementation of the counting could reach: what remains is the adapter's own
-  work (the route name, the wrapped ``send`` or ``start_response``, the end of the body).
+* ``uncounted``: the ``concmon`` variant itself (its ``build`` is called), with the core's two
+  calls per request (``admit`` and ``finish``) replaced by one C call each that counts nothing.
+  It is the floor any implementation of the counting could reach: what remains is the adapter's
+  own work (the route name, the wrapped ``send`` or ``start_response``, the end of the body).
 """
 
 

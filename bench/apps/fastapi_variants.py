@@ -55,12 +55,10 @@ def build(variant: str) -> Built:
         install(app)
         return Built(app, lambda: get_monitor().snapshot().completed)
     if variant == "uncounted":
-        from concmon_fastapi import install
         from concmon_fastapi.middleware import _Exchange
 
-        install(app)
         uncount(_Exchange)
-        return Built(app, None)
+        return Built(build("concmon").app, None)
     if variant == "passthrough":
         app.add_middleware(_PassThrough)
         return Built(app, None)

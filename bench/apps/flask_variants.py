@@ -55,12 +55,10 @@ def build(variant: str) -> Built:
         ConcMon(app)
         return Built(app, lambda: get_monitor().snapshot().completed)
     if variant == "uncounted":
-        from concmon_flask import ConcMon
         from concmon_flask.wsgi import Exchange
 
-        ConcMon(app)
         uncount(Exchange)
-        return Built(app, None)
+        return Built(build("concmon").app, None)
     if variant == "passthrough":
         app.wsgi_app = _PassThrough(app.wsgi_app)  # type: ignore[method-assign]
         return Built(app, None)
