@@ -12,15 +12,19 @@ from concmon.monitor import KERNEL
 from tests.bench import run_bench
 
 
+def _bytecodes(framework: str, variant: str, kernel: str) -> float:
+    env = dict(os.environ, CONCMON_PURE_PYTHON="1" if kernel == "python" else "0")
+    done = run_bench("bytecodes.py", "--child", framework, variant, "5", timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    figure: float = json.loads(done.stdout.splitlines()[-1])["bytecodes_per_request"]
+    return figure
+
+
 @pytest.mark.parametrize("framework", ["fastapi", "flask"])
 def test_concmon_adds_a_few_hundred_bytecodes(framework: str) -> None:
     """Each child traces its own requests; concmon's variant dispatches more than the bare
     app, and not by thousands (the per-request path is a few hundred bytecodes)."""
-    counts = {}
-    for variant in ("bare", "concmon"):
-        done = run_bench("bytecodes.py", "--child", framework, variant, "5", timeout=120)
-        assert done.returncode == 0, done.stderr
-        counts[variant] = json.loads(done.stdout.splitlines()[-1])["bytecodes_per_request"]
+    counts = {variant: _bytecodes(framework, variant, KERNEL) for variant in ("bare", "concmon")}
     assert counts["bare"] > 1000, "a traced request runs the framework's Python"
     assert 100 < counts["concmon"] - counts["bare"] < 1000
 
@@ -30,14 +34,6 @@ def test_table_without_peers() -> None:
     assert done.returncode == 0, done.stderr
     rows = re.findall(r"^\| concmon \| ([\d,]+) \| ([\d,]+) \|", done.stdout, re.MULTILINE)
     assert len(rows) == 2, done.stdout  # one per framework
-
-
-def _bytecodes(framework: str, variant: str, kernel: str) -> float:
-    env = dict(os.environ, CONCMON_PURE_PYTHON="1" if kernel == "python" else "0")
-    done = run_bench("bytecodes.py", "--child", framework, variant, "5", timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    figure: float = json.loads(done.stdout.splitlines()[-1])["bytecodes_per_request"]
-    return figure
 
 
 @pytest.mark.parametrize("kernel", ["python", "c"])
