@@ -32,6 +32,17 @@ except ImportError:
 
 needs_c = pytest.mark.skipif(_counting is None, reason="the C kernel was not built here")
 
+
+@pytest.fixture(params=["c", "python"])
+def kernel(request: pytest.FixtureRequest) -> ModuleType:
+    """Each kernel in turn (the C one skipped where it was not built)."""
+    if request.param == "python":
+        return _kernel
+    if _counting is None:
+        pytest.skip("the C kernel was not built here")
+    return _counting
+
+
 NAMES = st.sampled_from(["/a", "/b", "/c"])
 INTS = slice(0, 8)  # the figures that are counts (the rest are clock-dependent floats)
 
@@ -205,11 +216,7 @@ def test_c_objects_are_freed_and_hold_no_extra_references() -> None:
     assert sys.getrefcount(orphans) == orphan_base
 
 
-@pytest.mark.parametrize("name", ["c", "python"])
-def test_finish_takes_its_outcome_by_position_or_name(name: str) -> None:
-    kernel = _kernel if name == "python" else _counting
-    if kernel is None:
-        pytest.skip("the C kernel was not built here")
+def test_finish_takes_its_outcome_by_position_or_name(kernel: ModuleType) -> None:
     group = _group_class(kernel)()
     for call in (lambda t: t.finish(Outcome.FAILED), lambda t: t.finish(outcome=Outcome.FAILED)):
         ticket = object.__new__(kernel.Ticket)
@@ -277,14 +284,10 @@ def test_monitor_tests_pass_on_the_python_kernel() -> None:
     assert " passed" in done.stdout
 
 
-@pytest.mark.parametrize("name", ["c", "python"])
-def test_a_finish_run_by_the_collector_finds_its_counters(name: str) -> None:
+def test_a_finish_run_by_the_collector_finds_its_counters(kernel: ModuleType) -> None:
     """A whole monitor dropped with a request still open, the request's ticket in a reference
     cycle whose finalizer finishes it (as the WSGI exchange's ``__del__`` does): the collector
     runs the finish before it tears anything down, so it counts, and nothing crashes."""
-    kernel = _kernel if name == "python" else _counting
-    if kernel is None:
-        pytest.skip("the C kernel was not built here")
     finished: list[bool] = []
 
     class Held(kernel.Ticket):  # type: ignore[misc,name-defined]
