@@ -3,6 +3,7 @@
 The core is framework-agnostic; ``concmon_fastapi`` and ``concmon_flask`` wire it into apps.
 """
 
+from concmon import forking as _forking  # noqa: F401 - registers the fork handlers
 from concmon.hookspecs import hookimpl
 from concmon.monitor import (
     OVERFLOW_NAME,

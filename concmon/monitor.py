@@ -1,17 +1,16 @@
 """The counting state: how many requests are in flight, per endpoint, exactly.
 
-Everything on the request path is kept to a handful of integer and dictionary operations: no
-I/O, no plugin call, no formatting. The operations themselves are the counting kernel's (the C
-one of ``_counting.c`` where it was built, else the Python one of ``_kernel.py``; both are
-exact from any number of threads). Reading the state happens through
-:meth:`ConcurrencyMonitor.snapshot`, which copies each group's counters in one step, so every
-snapshot is internally consistent (the endpoint actives add up to the total, nothing is
-negative) no matter how many threads are counting.
-
 A request is counted by a :class:`Ticket`: ``begin`` fixes the endpoint key and the start time,
 ``finish`` closes it exactly once. Closing twice is a no-op, so a finish path that runs twice
 (an exception raised while handling another, a ``close()`` called by both the server and the
 garbage collector) can never drive a gauge negative.
+
+Every change and every reading happens under one process-wide lock, held for a few dictionary
+and integer operations, so the counts are exact from any number of threads, with or without the
+GIL, and every snapshot is internally consistent. The lock is re-entrant for one reason: the
+garbage collector may run a finish (a WSGI response freed without ``close()``) on a thread that
+is itself inside the lock. Such a finish never waits; it is queued and counted when the section
+it interrupted ends (see :class:`_Guard`).
 """
 
 from __future__ import annotations
@@ -23,15 +22,18 @@ import os
 import socket
 import threading
 import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
-from concmon import _kernel
 from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
 
 logger = logging.getLogger("concmon")
+
+Clock = Callable[[], float]
+"""A monotonic clock in seconds; ``time.perf_counter`` unless a test injects a fake one."""
 
 OVERFLOW_NAME: Final = "<overflow>"
 """Where new endpoint names are counted once the cardinality limit is reached."""
@@ -47,151 +49,303 @@ class Outcome(enum.Enum):
     CANCELLED = "cancelled"
 
 
-_OK = Outcome.OK
-_FAILED = Outcome.FAILED
+class _Guard:
+    """The one lock every counter is changed and read under, and the finishes it deferred.
 
+    A finish that finds the lock already held by its own thread (it gets in only because the
+    lock is re-entrant) interrupted a section of that thread: the collector ran it. It must
+    neither wait nor touch counters half-way through a change, so it leaves its figures in
+    ``deferred``, and the section applies them as it ends.
+    """
 
-def _load_kernel() -> tuple[Any, str]:
-    """The C kernel when it was built and not switched off, else the Python one."""
-    if os.environ.get("CONCMON_PURE_PYTHON", "").strip().lower() not in ("", "0", "false", "no"):
-        return _kernel, "python"
-    try:
-        from concmon import _counting
-    except ImportError:  # no compiler at install time, or an interpreter without the GIL
-        return _kernel, "python"
-    return _counting, "c"
-
-
-if TYPE_CHECKING:
-    from concmon._kernel import Counters, GroupBase, Ticket
-
-    KERNEL: str
-else:
-    _impl, KERNEL = _load_kernel()
-    _impl.setup(_OK, _FAILED)
-    Counters, GroupBase, Ticket = _impl.Counters, _impl.GroupBase, _impl.Ticket
-    """Which counting kernel this process runs: ``"c"`` or ``"python"`` (see docs/performance.md).
-
-    ``CONCMON_PURE_PYTHON=1`` in the environment selects the Python one."""
-
-
-class _Orphanage(GroupBase):
-    """Where counters go when their monitor is reset (or the process forked): a ticket opened
-    before the reset still finishes without error, but against state nobody reads."""
-
-    __slots__ = ("_lock",)
+    __slots__ = ("deferred", "lock")
 
     def __init__(self) -> None:
-        GroupBase.__init__(self)
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.deferred: list[tuple[Counters, float | None, float, Outcome]] = []
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.apply_deferred()
+        finally:
+            self.lock.release()
+
+    def apply_deferred(self) -> None:
+        """Count the finishes deferred so far (the lock is held)."""
+        deferred = self.deferred
+        while deferred:
+            counters, started, now, outcome = deferred.pop()
+            counters.end(started, now, outcome)
 
 
-_ORPHANS: Final = _Orphanage()
-
-_new_ticket = object.__new__
+_guard = _Guard()
 
 
-def _null_ticket() -> Ticket:
-    ticket: Ticket = _new_ticket(Ticket)
-    ticket._counters = None
-    ticket.started = 0.0
-    return ticket
+class Counters:
+    """The counters of one endpoint (changed under the guard only).
 
-
-_NULL_TICKET: Final = _null_ticket()
-
-
-class EndpointGroup(GroupBase):
-    """Endpoints of one kind (HTTP requests, WebSocket connections or background tasks).
-
-    The counting itself (``admit``, ``increment``, ``Ticket.finish``) is the kernel's; this
-    class adds names, their limit and the reading.
+    ``total`` is not stored: it is ``completed + active`` by construction, so it can never
+    disagree with them.
     """
 
     __slots__ = (
-        "_lock",
-        "_max",
-        "_monitor",
-        "_overflow_warned",
-        "_unbalanced_reported",
-        "kind",
+        "a0",
+        "active",
+        "cancelled",
+        "completed",
+        "completed_mark",
+        "dur_max",
+        "dur_sum",
+        "failed",
+        "group",
+        "interval_peak",
+        "moment",
+        "peak",
+        "rejected",
+        "untimed",
     )
 
-    def __init__(self, monitor: ConcurrencyMonitor, kind: str) -> None:
-        GroupBase.__init__(self)
-        self._monitor = monitor
+    def __init__(self, group: EndpointGroup) -> None:
+        self.group = group
+        self.active = 0
+        self.peak = 0
+        self.interval_peak = 0
+        self.completed = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.rejected = 0
+        # Durations of the requests finished in this interval; their count is `completed`
+        # minus its value at the interval start and the finishes that had no start time.
+        self.dur_sum = 0.0
+        self.dur_max = 0.0
+        self.completed_mark = 0
+        self.untimed = 0
+        # The time-weighted mean of `active` needs its integral over the interval. Integrating by
+        # parts, that integral is active(T)*T - active(t0)*t0 + sum(end times) - sum(start
+        # times) of the changes in between: one subtraction per begin, one addition per finish.
+        self.a0 = 0
+        self.moment = 0.0
+
+    def begin(self, now: float) -> None:
+        self.moment -= now
+        active = self.active = self.active + 1
+        if active > self.interval_peak:
+            self.interval_peak = active
+            if active > self.peak:
+                self.peak = active
+        group = self.group
+        active = group.active = group.active + 1
+        if active > group.interval_peak:
+            group.interval_peak = active
+            if active > group.peak:
+                group.peak = active
+
+    def end(self, started: float | None, now: float, outcome: Outcome) -> None:
+        """One finish; ``started`` is None for a finish paired by name (no duration)."""
+        self.moment += now
+        self.active -= 1
+        self.completed += 1
+        self.group.active -= 1
+        if outcome is Outcome.FAILED:
+            self.failed += 1
+        elif outcome is Outcome.CANCELLED:
+            self.cancelled += 1
+        if started is None:
+            self.untimed += 1
+        else:
+            duration = now - started
+            self.dur_sum += duration
+            if duration > self.dur_max:
+                self.dur_max = duration
+
+    def stats(self, now: float, interval: float, reset: bool) -> EndpointStats:
+        """The figures a snapshot shows; ``reset`` starts a new interval."""
+        timed = self.completed - self.completed_mark - self.untimed
+        # Clamped: float rounding in the sums must never show as a negative mean.
+        area = max(self.active * now - self.a0 * (now - interval) + self.moment, 0.0)
+        stats = EndpointStats(
+            active=self.active,
+            peak=self.peak,
+            interval_peak=self.interval_peak,
+            avg_active=round(area / interval, 3) + 0.0 if interval > 0 else float(self.active),
+            total=self.completed + self.active,
+            completed=self.completed,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            rejected=self.rejected,
+            avg_ms=round(self.dur_sum / timed * 1000.0, 3) if timed else None,
+            max_ms=round(self.dur_max * 1000.0, 3) if timed else None,
+        )
+        if reset:
+            self.interval_peak = self.active
+            self.a0 = self.active
+            self.moment = 0.0
+            self.dur_sum = 0.0
+            self.dur_max = 0.0
+            self.completed_mark = self.completed
+            self.untimed = 0
+        return stats
+
+
+class Ticket:
+    """One counted request. Made by ``begin``; ``finish`` closes it exactly once."""
+
+    __slots__ = ("_counters", "started")
+
+    def __init__(self, counters: Counters | None, started: float) -> None:
+        self._counters = counters
+        self.started = started
+
+    def finish(self, outcome: Outcome = Outcome.OK) -> bool:
+        """Close the request; returns False (and counts nothing) if it was already closed."""
+        counters = self._counters
+        if counters is None:
+            return False
+        now = counters.group.clock()
+        guard = _guard
+        lock = guard.lock
+        # acquire/release, not `with`: the cheaper form, on the path every request takes.
+        lock.acquire()
+        try:
+            if self._counters is None:  # another thread closed it first
+                return False
+            self._counters = None
+            # Held twice by this thread: the collector ran this inside one of its sections.
+            if lock._recursion_count() > 1:  # type: ignore[attr-defined]
+                guard.deferred.append((counters, self.started, now, outcome))
+            else:
+                counters.end(self.started, now, outcome)
+                if guard.deferred:
+                    guard.apply_deferred()
+        finally:
+            lock.release()
+        return True
+
+    @property
+    def open(self) -> bool:
+        """Whether the request is still counted active."""
+        return self._counters is not None
+
+
+_CLOSED: Final = Ticket(None, 0.0)
+"""What a switched-off group hands out: closed from the start, so finish() counts nothing."""
+
+
+class EndpointGroup:
+    """Endpoints of one kind (HTTP requests, WebSocket connections or background tasks)."""
+
+    __slots__ = (
+        "_overflow_warned",
+        "_unbalanced_reported",
+        "active",
+        "clock",
+        "enabled",
+        "endpoints",
+        "interval_peak",
+        "kind",
+        "max_endpoints",
+        "peak",
+    )
+
+    def __init__(self, kind: str, max_endpoints: int, clock: Clock = perf_counter) -> None:
         self.kind = kind
-        self._lock = monitor._lock
-        self._max = monitor.max_endpoints
+        self.max_endpoints = max_endpoints
+        self.clock = clock
+        self.enabled = True
+        self.endpoints: dict[str, Counters] = {}
+        self.active = 0
+        self.peak = 0
+        self.interval_peak = 0
         self._overflow_warned = False
         self._unbalanced_reported: set[str] = set()
 
-    def _clear(self) -> None:
-        """Start empty; counters still held by open tickets go to the orphanage (lock held)."""
-        self._orphan_all(_ORPHANS)
-
-    def _add_locked(self, name: str) -> Counters:
-        with self._lock:
-            counters = self.endpoints.get(name)
-            if counters is None:
-                counters = self._add(name)
-            return counters
-
-    def _add(self, name: str) -> Counters:
-        endpoints = self.endpoints
-        if len(endpoints) - (OVERFLOW_NAME in endpoints) >= self._max:
-            counters = endpoints.get(OVERFLOW_NAME)
-            if counters is None:
-                counters = self._insert(OVERFLOW_NAME)
-            if not self._overflow_warned:
-                self._overflow_warned = True
-                logger.warning(
-                    "concmon: more than %d distinct %s endpoint names (CONCMON_MAX_ENDPOINTS); "
-                    "new names are counted under %r from now on",
-                    self._max,
-                    self.kind,
-                    OVERFLOW_NAME,
-                )
-            return counters
-        return self._insert(name)
-
-    def _insert(self, name: str) -> Counters:
-        counters = Counters(self)
-        # The only write to the kernel's dict besides its own: one key, one step under the GIL,
-        # so the C kernel's look-ups (which take no lock) see the dict before or after it.
-        self.endpoints[name] = counters
-        return counters
-
-    def _lookup(self, name: str) -> Counters | None:
-        endpoints = self.endpoints
-        counters = endpoints.get(name)
-        if counters is None and len(endpoints) - (OVERFLOW_NAME in endpoints) >= self._max:
-            counters = endpoints.get(OVERFLOW_NAME)
-        return counters
+    # -- the request path ---------------------------------------------------------------------
 
     def begin(self, name: str) -> Ticket:
         """Count a request to ``name`` as active; returns the ticket that ends it."""
-        ticket: Ticket = _new_ticket(Ticket)
-        self.admit(ticket, name)
-        return ticket
+        if not self.enabled:
+            return _CLOSED
+        now = self.clock()
+        guard = _guard
+        lock = guard.lock
+        lock.acquire()  # not `with`, as in Ticket.finish
+        try:
+            counters = self.endpoints.get(name)
+            if counters is None:
+                counters = self._counters(name)
+            counters.begin(now)
+            if guard.deferred:
+                guard.apply_deferred()
+        finally:
+            lock.release()
+        return Ticket(counters, now)
 
-    # ``admit(ticket, name)`` is the kernel's. For adapters: a subclass of :class:`Ticket` with
-    # slots of its own holds the adapter's per-request state and the counters' ticket in one
-    # object (one allocation per request, not two), and can exist before the request's name is
-    # known. ``ticket`` must be new (made with ``object.__new__``, never admitted before).
+    def increment(self, name: str) -> None:
+        """``begin`` without a ticket, for callers that pair by name (``decrement``)."""
+        if self.enabled:
+            now = self.clock()
+            with _guard:
+                self._counters(name).begin(now)
 
     def decrement(self, name: str, outcome: Outcome) -> bool:
         """Count one finish on ``name``, paired by name with ``increment``."""
-        if self._decrement(name, outcome):
-            return True
+        if not self.enabled:
+            return False
+        now = self.clock()
+        with _guard:
+            counters = self._find(name)
+            if counters is not None and counters.active > 0:
+                counters.end(None, now, outcome)
+                return True
         self._report_unbalanced(name)
         return False
+
+    def reject(self, name: str) -> None:
+        """Count a request turned away before it became active."""
+        if self.enabled:
+            with _guard:
+                self._counters(name).rejected += 1
+
+    # -- names --------------------------------------------------------------------------------
+
+    def _full(self) -> bool:
+        return len(self.endpoints) - (OVERFLOW_NAME in self.endpoints) >= self.max_endpoints
+
+    def _find(self, name: str) -> Counters | None:
+        """The counters ``name`` is counted under, None if there are none yet (guard held)."""
+        counters = self.endpoints.get(name)
+        if counters is None and self._full():
+            counters = self.endpoints.get(OVERFLOW_NAME)
+        return counters
+
+    def _counters(self, name: str) -> Counters:
+        """The counters ``name`` is counted under, added if new (guard held)."""
+        counters = self._find(name)
+        if counters is None:
+            if self._full():
+                name = OVERFLOW_NAME
+                if not self._overflow_warned:
+                    self._overflow_warned = True
+                    logger.warning(
+                        "concmon: more than %d distinct %s endpoint names "
+                        "(CONCMON_MAX_ENDPOINTS); new names are counted under %r from now on",
+                        self.max_endpoints,
+                        self.kind,
+                        OVERFLOW_NAME,
+                    )
+            counters = self.endpoints[name] = Counters(self)
+        return counters
 
     def _report_unbalanced(self, name: str) -> None:
         # A decrement without its increment is a bug in the caller; make it loud but never let
         # it drive a gauge negative. Reported once per name so a hot loop cannot flood the log.
-        with self._lock:
-            if name in self._unbalanced_reported or len(self._unbalanced_reported) >= self._max:
+        with _guard:
+            if name in self._unbalanced_reported:
+                return
+            if len(self._unbalanced_reported) >= self.max_endpoints:
                 return
             self._unbalanced_reported.add(name)
         logger.error(
@@ -203,64 +357,28 @@ class EndpointGroup(GroupBase):
             stack_info=True,
         )
 
-    def reject(self, name: str) -> None:
-        with self._lock:
-            c = self.endpoints.get(name)
-            if c is None:
-                c = self._add(name)
-            c.reject()
+    # -- reading (the guard is held) ------------------------------------------------------------
 
-    def _collect(
-        self, now: float, interval: float, reset: bool
-    ) -> tuple[int, int, int, dict[str, EndpointStats]]:
-        """The group's active, peak and interval peak and its endpoints' figures (lock held)."""
-        active, peak, interval_peak, taken = self._take(now, interval, reset)
-        return active, peak, interval_peak, {name: _stats(f, interval) for name, f in taken}
+    def stats(self, now: float, interval: float, reset: bool) -> dict[str, EndpointStats]:
+        figures = {name: c.stats(now, interval, reset) for name, c in self.endpoints.items()}
+        if reset:
+            self.interval_peak = self.active
+        return figures
 
-
-def _stats(f: _kernel.Figures, interval: float) -> EndpointStats:
-    active, peak, interval_peak, completed, failed, cancelled, rejected, count = f[:8]
-    dur_sum, dur_max, area = f[8:]
-    # Clamped: float rounding in the sums must never show as a negative mean.
-    area = max(area, 0.0)
-    return EndpointStats(
-        active=active,
-        peak=peak,
-        interval_peak=interval_peak,
-        avg_active=round(area / interval, 3) + 0.0 if interval > 0 else float(active),
-        total=completed + active,
-        completed=completed,
-        failed=failed,
-        cancelled=cancelled,
-        rejected=rejected,
-        avg_ms=round(dur_sum / count * 1000.0, 3) if count else None,
-        max_ms=round(dur_max * 1000.0, 3) if count else None,
-    )
+    def orphan_all(self) -> None:
+        """Start empty; counters still held by open tickets finish in the orphanage."""
+        for counters in self.endpoints.values():
+            counters.group = _ORPHANS
+            _ORPHANS.active += counters.active
+        self.endpoints = {}
+        self.active = 0
+        self.peak = 0
+        self.interval_peak = 0
 
 
-class _DisabledGroup(EndpointGroup):
-    """A switched-off group: the same layout, every counting call a no-op.
-
-    Switching is done by changing the group's class, so the enabled path carries no flag test.
-    """
-
-    __slots__ = ()
-
-    def begin(self, name: str) -> Ticket:
-        return _NULL_TICKET
-
-    def admit(self, ticket: Ticket, name: str) -> None:
-        ticket._counters = None  # closed from the start: finish() counts nothing
-        ticket.started = 0.0  # never read (as on the null ticket): no clock read when off
-
-    def increment(self, name: str) -> None:
-        return None
-
-    def decrement(self, name: str, outcome: Outcome) -> bool:
-        return False
-
-    def reject(self, name: str) -> None:
-        return None
+_ORPHANS: Final = EndpointGroup("orphaned", DEFAULT_MAX_ENDPOINTS)
+"""Where counters go when their monitor is reset (or the process forked): a ticket opened
+before the reset still finishes without error, against state nobody reads."""
 
 
 class _QueueCounters:
@@ -355,7 +473,7 @@ class Tracked:
     def __init__(self, group: EndpointGroup, endpoint: str) -> None:
         self._group = group
         self._endpoint = endpoint
-        self._ticket = _NULL_TICKET
+        self._ticket = _CLOSED
 
     def __enter__(self) -> Ticket:
         self._ticket = self._group.begin(self._endpoint)
@@ -378,16 +496,16 @@ class Tracked:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._ticket.finish(outcome_for(exc_type))
+        self.__exit__(exc_type, exc, tb)
 
 
 def outcome_for(exc_type: type[BaseException] | None) -> Outcome:
     """The outcome of a block that ended with ``exc_type`` (``None`` when it returned)."""
     if exc_type is None:
-        return _OK
+        return Outcome.OK
     if issubclass(exc_type, (asyncio.CancelledError, GeneratorExit)):
         return Outcome.CANCELLED
-    return _FAILED
+    return Outcome.FAILED
 
 
 class ConcurrencyMonitor:
@@ -395,7 +513,9 @@ class ConcurrencyMonitor:
 
     One process normally has one monitor, made by :func:`concmon.init_monitor`; creating one by
     hand is fine for tests and for embedding. All methods are safe to call from any thread and
-    from async code; none of them blocks on anything but a short internal lock.
+    from async code; none of them blocks on anything but a short internal lock. ``clock`` is
+    the monotonic clock durations and intervals are read from (``concmon.testing.FakeClock``
+    steps it in tests).
     """
 
     def __init__(
@@ -403,15 +523,15 @@ class ConcurrencyMonitor:
         *,
         enabled: bool = True,
         max_endpoints: int = DEFAULT_MAX_ENDPOINTS,
+        clock: Clock = perf_counter,
     ) -> None:
         if max_endpoints < 1:
             raise ValueError("max_endpoints must be at least 1")
-        self._enabled = enabled
         self.max_endpoints = max_endpoints
-        self._lock = threading.Lock()
-        self.http = EndpointGroup(self, "http")
-        self.websocket = EndpointGroup(self, "websocket")
-        self.background = EndpointGroup(self, "background")
+        self.clock = clock
+        self.http = EndpointGroup("http", max_endpoints, clock)
+        self.websocket = EndpointGroup("websocket", max_endpoints, clock)
+        self.background = EndpointGroup("background", max_endpoints, clock)
         self._groups = (self.http, self.websocket, self.background)
         self.enabled = enabled
         self.host = socket.gethostname()
@@ -423,16 +543,15 @@ class ConcurrencyMonitor:
     @property
     def enabled(self) -> bool:
         """Whether counting is on; off makes every tracking call a no-op."""
-        return self._enabled
+        return self.http.enabled
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        self._enabled = value
         for group in self._groups:
-            group.__class__ = EndpointGroup if value else _DisabledGroup
+            group.enabled = value
 
     def _reset_process_state(self) -> None:
-        now = perf_counter()
+        now = self.clock()
         self.pid = os.getpid()
         self._started = now
         self._interval_started = now
@@ -441,8 +560,7 @@ class ConcurrencyMonitor:
         self._queue_peak = 0
         self._loop_lag: float | None = None
         for group in self._groups:
-            group._lock = self._lock
-            group._clear()
+            group.orphan_all()
 
     # -- the request path -------------------------------------------------------------------
 
@@ -464,7 +582,7 @@ class ConcurrencyMonitor:
         no matching active request: the counters never go negative.
         """
         if outcome is None:
-            outcome = _OK if success else _FAILED
+            outcome = Outcome.OK if success else Outcome.FAILED
         return self.http.decrement(endpoint, outcome)
 
     def track(self, endpoint: str) -> Tracked:
@@ -489,9 +607,9 @@ class ConcurrencyMonitor:
         """Report the depth of a queue the application owns (a worker pool, a semaphore)."""
         if depth < 0:
             raise ValueError(f"queue depth cannot be negative, got {depth}")
-        if not self._enabled:
+        if not self.enabled:
             return
-        with self._lock:
+        with _guard:
             q = self._queue(source)
             self._queue_change(q, depth - q.external)
             q.external = depth
@@ -507,28 +625,24 @@ class ConcurrencyMonitor:
         return q
 
     def _queue_change(self, q: _QueueCounters, delta: int) -> None:
-        depth = q.tracked + q.external + delta
-        if depth > q.peak:
-            q.peak = depth
-        total = self._queue_depth + delta
-        self._queue_depth = total
-        if total > self._queue_peak:
-            self._queue_peak = total
+        q.peak = max(q.peak, q.tracked + q.external + delta)
+        self._queue_depth += delta
+        self._queue_peak = max(self._queue_peak, self._queue_depth)
 
     def _queue_enter(self, source: str) -> float:
-        if not self._enabled:
+        if not self.enabled:
             return 0.0
-        with self._lock:
+        with _guard:
             q = self._queue(source)
             self._queue_change(q, 1)
             q.tracked += 1
-        return perf_counter()
+        return self.clock()
 
     def _queue_exit(self, source: str, started: float) -> float:
-        if not self._enabled:
+        if not self.enabled:
             return 0.0
-        waited = perf_counter() - started
-        with self._lock:
+        waited = self.clock() - started
+        with _guard:
             q = self._queue(source)
             if q.tracked <= 0:  # reset (fork) while waiting: nothing of ours to remove
                 return waited
@@ -536,8 +650,7 @@ class ConcurrencyMonitor:
             q.tracked -= 1
             q.waited += 1
             q.wait_sum += waited
-            if waited > q.wait_max:
-                q.wait_max = waited
+            q.wait_max = max(q.wait_max, waited)
             q.waited_all += 1
             q.wait_sum_all += waited
         return waited
@@ -548,19 +661,19 @@ class ConcurrencyMonitor:
         Unlike the snapshot's interval figures these never restart, which is what a counter in
         an exporter needs.
         """
-        with self._lock:
+        with _guard:
             return {name: (q.waited_all, q.wait_sum_all) for name, q in self._queues.items()}
 
     # -- figures set by adapters ------------------------------------------------------------
 
     def record_loop_lag(self, seconds: float) -> None:
         """Record how late the event loop ran a scheduled callback; the interval keeps the max."""
-        with self._lock:
+        with _guard:
             if self._loop_lag is None or seconds > self._loop_lag:
                 self._loop_lag = seconds
 
     def count_sink_error(self, sink: str) -> None:
-        with self._lock:
+        with _guard:
             self.sink_errors[sink] = self.sink_errors.get(sink, 0) + 1
 
     # -- reading ------------------------------------------------------------------------------
@@ -575,12 +688,15 @@ class ConcurrencyMonitor:
 
     def _collect(self, reset: bool, system: SystemStats | None) -> Snapshot:
         timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
-        with self._lock:
-            now = perf_counter()
+        with _guard:
+            now = self.clock()
+            _guard.apply_deferred()  # any a collector left behind after a section's end
             interval = now - self._interval_started
-            active, peak, interval_peak, endpoints = self.http._collect(now, interval, reset)
-            websockets = self.websocket._collect(now, interval, reset)[3]
-            background = self.background._collect(now, interval, reset)[3]
+            http = self.http
+            active, peak, interval_peak = http.active, http.peak, http.interval_peak
+            endpoints = http.stats(now, interval, reset)
+            websockets = self.websocket.stats(now, interval, reset)
+            background = self.background.stats(now, interval, reset)
             queues = {name: q.stats(reset) for name, q in self._queues.items()}
             queue_depth, queue_peak = self._queue_depth, self._queue_peak
             loop_lag = self._loop_lag
@@ -630,50 +746,36 @@ class ConcurrencyMonitor:
 
     def reset(self) -> None:
         """Forget every count (a new process after ``fork`` starts from here too)."""
-        with self._lock:
+        with _guard:
             self.sink_errors = {}
             self._reset_process_state()
 
 
-# Forking while another thread holds a monitor's lock would leave the child with a lock that
-# nobody can release. Hold every lock across fork() and give the child fresh ones and fresh
-# counters: the parent's in-flight requests are not the child's.
 _MONITORS: weakref.WeakSet[ConcurrencyMonitor] = weakref.WeakSet()
-_held: list[threading.Lock] = []
 
 
-def _before_fork() -> None:
+def before_fork() -> None:
+    """Hold the counting lock across ``fork()``, so the child never inherits it held."""
+    _guard.lock.acquire()
+
+
+def after_fork_in_parent() -> None:
+    _guard.lock.release()
+
+
+def after_fork_in_child() -> None:
+    """Fresh lock and fresh counters: the parent's in-flight requests are not the child's."""
+    global _guard
+    _guard = _Guard()
     for monitor in list(_MONITORS):
-        monitor._lock.acquire()
-        _held.append(monitor._lock)
-
-
-def _after_fork_in_parent() -> None:
-    while _held:
-        _held.pop().release()
-
-
-def _after_fork_in_child() -> None:
-    while _held:
-        _held.pop().release()
-    _ORPHANS._lock = threading.Lock()
-    for monitor in list(_MONITORS):
-        monitor._lock = threading.Lock()
         monitor.sink_errors = {}
         monitor._reset_process_state()
 
 
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
-)
-
-
 __all__ = [
     "DEFAULT_MAX_ENDPOINTS",
-    "KERNEL",
     "OVERFLOW_NAME",
+    "Clock",
     "ConcurrencyMonitor",
     "EndpointGroup",
     "Outcome",

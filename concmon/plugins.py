@@ -3,8 +3,10 @@
 Built-in sinks are listed in :data:`DEFAULT_PLUGINS` and loaded exactly like third-party plugins
 from the ``concmon`` entry-point group: by name, only when ``CONCMON_SINKS`` asks for them, never
 when ``CONCMON_BLOCKED_PLUGINS`` names them. The rest of concmon calls hooks through
-:class:`PluginHost`, which calls each implementation on its own so that one failing sink can
-neither silence the others nor stop the reporter.
+:class:`PluginHost`, which calls them the ordinary pluggy way with every implementation wrapped
+at registration, so that one failing sink can neither silence the others nor stop the reporter.
+A plugin with a hook concmon does not define (a misspelling) or with a hook wrapper is refused
+with one error line naming it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -64,6 +66,17 @@ def instantiate(obj: Any) -> Any:
     return obj() if isinstance(obj, type) else obj
 
 
+class _StandIn:
+    """What pluggy registers for a plugin: its hook implementations, each one isolated."""
+
+    def __init__(self, hooks: dict[str, Callable[..., Any]]) -> None:
+        vars(self).update(hooks)
+
+
+_FAILED = object()
+"""What an isolated implementation returns when it raised (pluggy collects non-None results)."""
+
+
 class PluginHost:
     """Typed façade over the plugin manager: load, register, and call hooks in isolation."""
 
@@ -75,6 +88,7 @@ class PluginHost:
         for name in settings.blocked_plugins:
             self.pm.set_blocked(name)
         self._lock = threading.Lock()
+        self._plugins: dict[str, Any] = {}
         self._last_error_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -113,47 +127,78 @@ class PluginHost:
         return self.names()
 
     def register(self, plugin: Any, name: str) -> bool:
-        """Register ``plugin`` under ``name`` and configure it; False if blocked or present."""
+        """Register ``plugin`` under ``name`` and configure it; False if refused or present."""
         with self._lock:
             if self.pm.is_blocked(name) or self.pm.has_plugin(name):
                 return False
-            self.pm.register(plugin, name=name)
-        configure_args = {"settings": self.settings, "monitor": self.monitor}
-        for impl in self.pm.hook.concmon_configure.get_hookimpls():
-            if impl.plugin_name == name and not self._call(impl, configure_args):
-                self.pm.unregister(name=name)
-                return False
+            problem = self._add(plugin, name)
+        if problem is not None:
+            logger.error("concmon: plugin %r is not loaded: %s", name, problem)
+            return False
+        others = [p for n, p in self.pm.list_name_plugin() if n != name]
+        configure = self.pm.subset_hook_caller("concmon_configure", remove_plugins=others)
+        if _FAILED in configure(settings=self.settings, monitor=self.monitor):
+            self.unregister(name)
+            return False
         return True
+
+    def _add(self, plugin: Any, name: str) -> str | None:
+        """Register ``plugin``'s hooks, each isolated; the reason it was refused, if it was.
+
+        What pluggy registers is a stand-in holding the plugin's hook implementations, each
+        wrapped so that an exception is logged and counted instead of ending the hook call.
+        """
+        hooks = {}
+        for attr in dir(plugin):
+            opts = self.pm.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
+            if opts.get("wrapper") or opts.get("hookwrapper"):
+                return f"{attr} is a hook wrapper, which concmon does not support"
+            hooks[attr] = self._isolated(name, getattr(plugin, attr))
+        try:
+            self.pm.register(_StandIn(hooks), name=name)
+            self.pm.check_pending()
+            self._plugins[name] = plugin
+        except pluggy.PluginValidationError as exc:
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            return f"{exc} (the hooks concmon defines: {', '.join(_hook_names())})"
+        return None
+
+    def _isolated(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        # pluggy stops a hook call at the first exception; concmon must not. The wrapper keeps
+        # the function's hook marker and signature (functools.wraps), which pluggy reads.
+        @functools.wraps(function)
+        def call(*args: Any) -> Any:
+            try:
+                return function(*args)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self._failed(name, exc)
+                return _FAILED
+
+        return call
 
     def unregister(self, name: str) -> None:
         with self._lock:
             if self.pm.has_plugin(name):
                 self.pm.unregister(name=name)
+            self._plugins.pop(name, None)
+
+    def get(self, name: str) -> Any:
+        """The plugin registered under ``name`` (None if there is none)."""
+        return self._plugins.get(name)
 
     def names(self) -> list[str]:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
     def report(self, snapshot: Snapshot) -> None:
-        self._call_all(self.pm.hook.concmon_report.get_hookimpls(), {"snapshot": snapshot})
+        self.pm.hook.concmon_report(snapshot=snapshot)
 
     def shutdown(self, snapshot: Snapshot) -> None:
-        self._call_all(self.pm.hook.concmon_shutdown.get_hookimpls(), {"snapshot": snapshot})
-
-    def _call_all(self, impls: Iterable[pluggy.HookImpl], kwargs: dict[str, Any]) -> None:
-        # pluggy stops a hook call at the first exception; concmon must not, so each
-        # implementation is called on its own.
-        for impl in impls:
-            self._call(impl, kwargs)
-
-    def _call(self, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> bool:
-        try:
-            impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            self._failed(impl.plugin_name, exc)
-            return False
-        return True
+        self.pm.hook.concmon_shutdown(snapshot=snapshot)
 
     def _failed(self, name: str, exc: BaseException) -> None:
         self.monitor.count_sink_error(name)
@@ -173,3 +218,7 @@ class PluginHost:
             more,
             exc_info=last is None,
         )
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in vars(hookspecs) if name.startswith("concmon_"))

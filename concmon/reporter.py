@@ -14,7 +14,6 @@ every process sharing the file, the parent included.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -109,9 +108,8 @@ _REPORTERS: weakref.WeakSet[Reporter] = weakref.WeakSet()
 _held: list[threading.Lock] = []
 
 
-def _before_fork() -> None:
-    # Registered after the monitor's handler, so it runs before it: a report takes the report
-    # lock and then the monitor's, and the fork takes them in the same order.
+def before_fork() -> None:
+    """Wait for the reports in flight, so no sink lock is inherited held."""
     for reporter in list(_REPORTERS):
         if reporter._thread is threading.current_thread():
             continue  # a sink forking from inside a report: waiting would deadlock
@@ -120,19 +118,12 @@ def _before_fork() -> None:
             _held.append(lock)
 
 
-def _after_fork_in_parent() -> None:
+def after_fork_in_parent() -> None:
     while _held:
         _held.pop().release()
 
 
-def _after_fork_in_child() -> None:
+def after_fork_in_child() -> None:
     _held.clear()
     for reporter in list(_REPORTERS):
         reporter._report_lock = threading.Lock()
-
-
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
-)

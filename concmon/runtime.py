@@ -1,9 +1,8 @@
 """The process-wide monitor: creating it, starting its reporter, shutting it down.
 
 ``init_monitor()`` and ``get_monitor()`` are idempotent and safe from any thread, so an adapter,
-the application and a library can all call them without coordinating. After ``fork()`` (gunicorn
-``--preload``, multiprocessing) the child gets fresh counters under its own pid and, if the
-parent was reporting, a reporter thread of its own: threads do not survive a fork.
+the application and a library can all call them without coordinating. What a ``fork()`` does to
+them is in ``concmon.forking``.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import atexit
 import functools
 import inspect
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -153,37 +151,31 @@ def _reset_for_tests() -> None:
 _fork_held = False
 
 
-def _before_fork() -> None:
-    # A fork in the middle of init_monitor() on another thread would give the child a
-    # half-made runtime (set, but its reporter not yet started, so never restarted there).
-    # Wait for it, as a fork waits for a report in flight. Registered after the reporter's and
-    # the monitor's handlers, so it runs before them: this lock, then the report's, then the
-    # counting locks, the order init_monitor() itself takes them in.
+def before_fork() -> None:
+    """Wait for an ``init_monitor()`` in progress on another thread.
+
+    A fork in the middle of it would give the child a half-made runtime (set, but its reporter
+    not yet started, so never restarted there). It waits as long as a fork waits for a report.
+    """
     global _fork_held
     _fork_held = _lock.acquire(timeout=FORK_WAIT_S)
 
 
-def _after_fork_in_parent() -> None:
+def after_fork_in_parent() -> None:
     global _fork_held
     if _fork_held:
         _fork_held = False
         _lock.release()
 
 
-def _after_fork_in_child() -> None:
+def after_fork_in_child() -> None:
+    """Threads do not survive a fork: a reporting parent's child starts a reporter of its own."""
     global _lock, _fork_held
     _lock = threading.RLock()
     _fork_held = False
     runtime = _runtime
     if runtime is not None and runtime.settings.enabled and runtime.reporter._thread is not None:
         runtime.reporter.restart_after_fork()
-
-
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
-)
 
 
 @overload

@@ -1,8 +1,8 @@
 """Helpers for testing code that uses concmon, and plugins written for it.
 
-``CapturingSink`` records every snapshot it is handed, and ``check_invariants`` asserts the
-accounting rules every snapshot must satisfy; adapters and third-party sinks use both in their
-own tests.
+``CapturingSink`` records every snapshot it is handed, ``check_invariants`` asserts the
+accounting rules every snapshot must satisfy, and ``FakeClock`` lets a test step time instead of
+sleeping; adapters and third-party sinks use them in their own tests.
 """
 
 from __future__ import annotations
@@ -12,6 +12,28 @@ from collections.abc import Iterable, Mapping
 
 from concmon.hookspecs import hookimpl
 from concmon.snapshot import EndpointStats, Snapshot
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told, for ``ConcurrencyMonitor(clock=...)``.
+
+    Durations, interval means and uptimes then come out exact, whatever the machine's speed.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward by ``seconds``; returns the new time."""
+        if seconds < 0:
+            raise ValueError(f"a monotonic clock cannot go back ({seconds} s)")
+        with self._lock:
+            self._now += seconds
+            return self._now
 
 
 class InvariantError(AssertionError):

@@ -11,15 +11,13 @@ from concmon import ConcurrencyMonitor
 from concmon.runtime import _reset_for_tests
 
 _OURS = ("ENABLE_CONCURRENCY_MONITOR", "MONITOR_UPDATE_INTERVAL", "DEBUG", "LOG_LEVEL")
-# Chosen when concmon is imported, for the whole run (servers the tests start included): kept.
-_KEPT = ("CONCMON_PURE_PYTHON",)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> Iterator[None]:
     """No concmon variable leaks in from the machine; files go to the test's own directory."""
     for name in list(os.environ):
-        if (name.startswith("CONCMON_") or name in _OURS) and name not in _KEPT:
+        if name.startswith("CONCMON_") or name in _OURS:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CONCMON_PLUGIN_AUTOLOAD", "false")
     monkeypatch.setenv("CONCMON_LOG_FILE", os.path.join(tmp_path, "logs", "concmon.log"))

@@ -192,6 +192,60 @@ def test_failing_configure_disables_only_that_plugin(caplog: pytest.LogCaptureFi
     assert any("no such device" in r.message for r in caplog.records)
 
 
+def test_misspelled_hook_is_refused_with_its_name(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook concmon does not define (concmon_reprot) is one error naming it; others load."""
+    init_monitor(sinks=())
+    runtime = get_runtime()
+    assert runtime is not None
+
+    class Typo:
+        @concmon.hookimpl
+        def concmon_reprot(self, snapshot: Snapshot) -> None:
+            raise AssertionError("never called")
+
+    with caplog.at_level(logging.ERROR, logger="concmon"):
+        assert not runtime.plugins.register(Typo(), "typo")
+    assert "typo" not in runtime.plugins.names()
+    errors = [r.message for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "concmon_reprot" in errors[0] and "concmon_report" in errors[0]
+    good = CapturingSink()
+    assert runtime.plugins.register(good, "good")
+    runtime.reporter.report_now()
+    assert len(good.reports) == 1
+
+
+def test_hook_wrapper_is_refused_with_a_clear_message(caplog: pytest.LogCaptureFixture) -> None:
+    """A wrapper could swallow or reorder the other sinks' calls: it is refused by name."""
+    init_monitor(sinks=())
+    runtime = get_runtime()
+    assert runtime is not None
+
+    class Wrapping:
+        @concmon.hookimpl(wrapper=True)
+        def concmon_report(self, snapshot: Snapshot) -> object:
+            return (yield)
+
+    with caplog.at_level(logging.ERROR, logger="concmon"):
+        assert not runtime.plugins.register(Wrapping(), "wrapping")
+    assert "wrapping" not in runtime.plugins.names()
+    assert any("hook wrapper" in r.message for r in caplog.records)
+
+
+def test_hooks_are_called_through_pluggy_in_isolation() -> None:
+    """pm.hook.concmon_report reaches every sink even when the first one called raises."""
+    init_monitor(sinks=())
+    runtime = get_runtime()
+    assert runtime is not None
+    good = CapturingSink()
+    assert runtime.plugins.register(good, "good")
+    assert runtime.plugins.register(Exploding(RuntimeError("down")), "bad")  # called first
+    snapshot = runtime.monitor.snapshot()
+    runtime.plugins.pm.hook.concmon_report(snapshot=snapshot)
+    assert good.reports == [snapshot]
+    assert runtime.monitor.snapshot().sink_errors == {"bad": 1}
+    assert runtime.plugins.get("good") is good
+
+
 def test_every_hook_is_documented_and_tested() -> None:
     """Each hookspec has a docstring contract and is exercised by this test module."""
     from concmon import hookspecs
