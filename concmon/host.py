@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
 
@@ -64,21 +64,56 @@ def _weighted_ms(stats: Sequence[EndpointStats]) -> float | None:
     return round(sum(w * (s.avg_ms or 0.0) for w, s in zip(weights, timed, strict=True)) / total, 3)
 
 
+class _Requests(Protocol):
+    """The request figures an endpoint's stats and a snapshot both carry."""
+
+    @property
+    def active(self) -> int: ...
+    @property
+    def peak(self) -> int: ...
+    @property
+    def interval_peak(self) -> int: ...
+    @property
+    def completed(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def cancelled(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+
+
+def _request_counts(live: Sequence[_Requests], gone: Sequence[_Requests]) -> dict[str, int]:
+    """The rule for request figures: what is in flight from the live, what finished from all."""
+    active = peak = interval_peak = 0
+    for s in live:
+        active += s.active
+        peak += s.peak
+        interval_peak += s.interval_peak
+    completed = failed = cancelled = rejected = 0
+    for group in (live, gone):
+        for s in group:
+            completed += s.completed
+            failed += s.failed
+            cancelled += s.cancelled
+            rejected += s.rejected
+    return {
+        "active": active,
+        "peak": peak,
+        "interval_peak": interval_peak,
+        "total": completed + active,
+        "completed": completed,
+        "failed": failed,
+        "cancelled": cancelled,
+        "rejected": rejected,
+    }
+
+
 def merge_stats(live: Sequence[EndpointStats], gone: Sequence[EndpointStats] = ()) -> EndpointStats:
     """One endpoint over several workers: gauges of the ``live`` ones, counters of all."""
-    everyone = [*live, *gone]
-    active = sum(s.active for s in live)
-    completed = sum(s.completed for s in everyone)
     return EndpointStats(
-        active=active,
-        peak=sum(s.peak for s in live),
-        interval_peak=sum(s.interval_peak for s in live),
+        **_request_counts(live, gone),
         avg_active=round(sum(s.avg_active for s in live), 3),
-        total=completed + active,
-        completed=completed,
-        failed=sum(s.failed for s in everyone),
-        cancelled=sum(s.cancelled for s in everyone),
-        rejected=sum(s.rejected for s in everyone),
         avg_ms=_weighted_ms(live),
         max_ms=_max(s.max_ms for s in live),
     )
@@ -136,23 +171,14 @@ def merge(live: Sequence[Snapshot], gone: Sequence[Snapshot] = ()) -> Snapshot:
     sink_errors: dict[str, int] = {}
     for s in everyone:
         _add_counts(sink_errors, s.sink_errors)
-    active = sum(s.active for s in live)
-    completed = sum(s.completed for s in everyone)
     return Snapshot(
         timestamp=max(present, key=report_time).timestamp,
         pid=0,
         host=",".join(sorted({s.host for s in everyone})),
         uptime_s=max(s.uptime_s for s in present),
         interval_s=max(s.interval_s for s in present),
-        active=active,
-        peak=sum(s.peak for s in live),
-        interval_peak=sum(s.interval_peak for s in live),
+        **_request_counts(live, gone),
         avg_active=round(sum(s.avg_active for s in live), 3),
-        total=completed + active,
-        completed=completed,
-        failed=sum(s.failed for s in everyone),
-        cancelled=sum(s.cancelled for s in everyone),
-        rejected=sum(s.rejected for s in everyone),
         queue_depth=sum(s.queue_depth for s in live),
         queue_peak=sum(s.queue_peak for s in live),
         saturation=_max(s.saturation for s in live),

@@ -85,9 +85,9 @@ def _by_outcome(section: Section) -> Reader:
     def read(figures: Figures) -> Values:
         values: Values = {}
         for name, s in section(figures.snapshot).items():
-            values[(name, "ok")] = s.completed - s.failed - s.cancelled
-            values[(name, "failed")] = s.failed
-            values[(name, "cancelled")] = s.cancelled
+            counts = (s.completed - s.failed - s.cancelled, s.failed, s.cancelled)
+            for outcome, count in zip(OUTCOMES, counts, strict=True):
+                values[(name, outcome)] = count
         return values
 
     return read

@@ -16,6 +16,7 @@ datadog client drops the packets and this sink logs one line about it at most on
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -54,9 +55,11 @@ _filter = _DropFilter()
 logging.getLogger("datadog.dogstatsd").addFilter(_filter)
 
 
-def _tag(value: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def _tag(label: str, value: str) -> str:
     # DogStatsD separates tags with commas and fields with '|'; neither may appear in a tag.
-    return value.replace(",", "_").replace("|", "_").replace("\n", " ")
+    # Cached: label values (endpoints, queues) are few and recur in every report.
+    return f"{label}:" + value.replace(",", "_").replace("|", "_").replace("\n", " ")
 
 
 class DogStatsDSink:
@@ -143,12 +146,13 @@ class DogStatsDSink:
     def _figures(self, snapshot: Snapshot) -> Figures:
         """The report's figures, with queue waits added up over the reports sent so far."""
         reports = self._reports
-        if reports is None or reports.latest.pid != snapshot.pid:
-            reports = self._reports = ProcessReports(snapshot)
-        elif reports.step(snapshot) == "later":
+        if reports is not None and snapshot is reports.latest:
+            return reports.figures()
+        same_process = reports is not None and reports.latest.pid == snapshot.pid
+        if reports is not None and same_process and reports.step(snapshot) == "later":
             reports.add(snapshot)
-        elif snapshot is not reports.latest:
-            reports = self._reports = ProcessReports(snapshot)
+        else:
+            reports = self._reports = ProcessReports(snapshot)  # a new process, or a new series
         return reports.figures()
 
     def _send(self, client: DogStatsd, snapshot: Snapshot, pid: str) -> None:
@@ -157,7 +161,7 @@ class DogStatsDSink:
             if metric.statsd is None:
                 continue
             for key, value in metric.read(figures).items():
-                tags = [f"{label}:{_tag(v)}" for label, v in zip(metric.labels, key, strict=True)]
+                tags = [_tag(label, v) for label, v in zip(metric.labels, key, strict=True)]
                 if metric.kind == "gauge":
                     client.gauge(metric.statsd, value, tags=[*tags, pid])
                 else:

@@ -96,7 +96,8 @@ def _figures(finished: int, active: int) -> Figures:
 def test_one_scrape_adds_up_live_workers_and_keeps_a_killed_workers_totals(
     spawn: list[subprocess.Popen[str]],
 ) -> None:
-    """Two real workers: summed; one SIGKILLed: its actives leave, its totals stay."""
+    """Two real workers: summed; one SIGKILLed: its actives leave, its totals stay, in the
+    exposition and in the host snapshot a JSON endpoint can serve."""
     a = _start(spawn, finished=7, held=2)
     _start(spawn, finished=5, held=3)
     assert prometheus.activate() == "multi-process"
@@ -111,18 +112,6 @@ def test_one_scrape_adds_up_live_workers_and_keeps_a_killed_workers_totals(
     assert value(samples, "concmon_processes") == 2
     assert value(samples, "concmon_requests_active", endpoint="/work") == 3
     assert value(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 13
-
-
-def test_host_snapshot_for_a_json_endpoint_is_the_whole_host(
-    spawn: list[subprocess.Popen[str]],
-) -> None:
-    """host_snapshot(): pid 0, the live workers' actives, a killed worker's totals kept."""
-    killed = _start(spawn, finished=7, held=2)
-    _start(spawn, finished=5, held=3)
-    assert prometheus.activate() == "multi-process"
-    concmon.get_monitor().http.begin("/work").finish()
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(10)
     host = check_invariants(prometheus.host_snapshot())
     assert (host.pid, host.active, host.completed) == (0, 3, 13)
     assert host.endpoints["/work"].completed == 13
