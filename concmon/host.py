@@ -14,7 +14,8 @@ textfile export, a JSON endpoint) adds the workers up here, and only here:
 A merged snapshot's ``total`` is its ``completed + active``, so it keeps every accounting rule of
 :mod:`concmon.testing`. Sources differ only in how they tell a gone worker from a live one:
 :class:`HostView` (reports read from a log, a JSON-lines file or a URL) by silence and by a pid
-whose uptime goes backwards; the Prometheus multi-process store by the lock a live worker holds.
+whose uptime or totals go backwards; the Prometheus multi-process store by the lock a live
+worker holds.
 """
 
 from __future__ import annotations
