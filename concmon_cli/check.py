@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from concmon.host import HostView
 from concmon.snapshot import Snapshot
-from concmon_cli.workers import WorkerSet, merge
+from concmon_cli.errors import CliError
 
 
 @dataclass(frozen=True)
@@ -45,21 +46,32 @@ class Verdict:
         return f"CRITICAL - {'; '.join(self.crossed)} | {figures}"
 
 
-def failed_rate(workers: WorkerSet) -> tuple[float, str]:
-    """Failed over completed, over the last interval where two reports allow it."""
+def failed_rate(workers: HostView) -> tuple[float, str]:
+    """Failed over completed, over the last interval where two reports allow it.
+
+    The interval is that of the live workers (a gone worker finished nothing in it); the
+    lifetime rate is the host's, gone workers' totals included.
+    """
     live = workers.live()
-    pairs = [(s, workers.previous.get(s.pid)) for s in live]
+    pairs = [(s, workers.previous_of(s)) for s in live]
     if pairs and all(prev is not None for _, prev in pairs):
         failed = sum(s.failed - prev.failed for s, prev in pairs if prev is not None)
         done = sum(s.completed - prev.completed for s, prev in pairs if prev is not None)
         if failed >= 0 and done >= 0:  # a restarted worker resets its counters
             return (failed / done if done else 0.0), "last interval"
-    total = merge(live)
+    total = _host(workers)
     return (total.failed / total.completed if total.completed else 0.0), "lifetime"
 
 
-def evaluate(workers: WorkerSet, limits: Limits) -> Verdict:
-    total = merge(workers.live())
+def _host(workers: HostView) -> Snapshot:
+    total = workers.total()
+    if total is None:
+        raise CliError("no complete concmon report to check")
+    return total
+
+
+def evaluate(workers: HostView, limits: Limits) -> Verdict:
+    total = _host(workers)
     rate, scope = failed_rate(workers)
     crossed: list[str] = []
     if limits.max_active is not None and total.active > limits.max_active:

@@ -22,10 +22,10 @@ from typing import Any
 from rich.console import Console, Group
 from rich.text import Text
 
+from concmon.host import HostView
 from concmon_cli.errors import CliError
 from concmon_cli.render import Footer, Thresholds, view
 from concmon_cli.sources import UrlSource
-from concmon_cli.workers import WorkerSet
 
 
 @dataclass
@@ -156,7 +156,7 @@ def run_demo(
     load_thread.start()
     source = UrlSource(f"{base}/concurrency")
     stream = source.stream(initial=True)
-    workers = WorkerSet()
+    workers = HostView()
     ends = time.monotonic() + duration
     thresholds = Thresholds(warn_active=parallel, crit_active=parallel * 4, warn_queue=1)
 

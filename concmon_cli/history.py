@@ -1,4 +1,4 @@
-"""The series over time: reports grouped into time buckets, summed across workers.
+"""The series over time: reports grouped into time buckets, workers added up by concmon.host.
 
 Each bucket shows the state at its end (active, totals) and the highest interval peak any
 report in it carried, so a burst between two rows is never lost by the resampling. Sparklines
@@ -16,10 +16,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from concmon.host import HostView, merge
 from concmon.snapshot import EndpointStats, Snapshot
 from concmon_cli.durations import parse_timestamp
 from concmon_cli.render import _ms, _table
-from concmon_cli.workers import WorkerSet, merge
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -59,7 +59,7 @@ def series(reports: Sequence[Snapshot], rows: int, stale_intervals: float) -> li
     span = (times[-1] - times[0]).total_seconds()
     longest = max(r.interval_s for r in reports)
     width = max(longest, span / max(rows, 1) * 1.0001, 1e-6)
-    workers = WorkerSet(stale_intervals)
+    workers = HostView(stale_intervals)
     points: list[Point] = []
     peaks: dict[int, int] = {}
     endpoint_peaks: dict[int, dict[str, int]] = {}
@@ -71,7 +71,7 @@ def series(reports: Sequence[Snapshot], rows: int, stale_intervals: float) -> li
             for s in workers.live()
         ]
         if live:
-            points.append(Point(at, merge(live), len(live)))
+            points.append(Point(at, merge(live, workers.gone()), len(live)))
 
     last_time = times[0]
     for report, when in zip(reports, times, strict=True):

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from concmon.host import STALE_INTERVALS, HostView
 from concmon.sinks.jsonl import snapshot_line
 from concmon_cli.durations import parse_since, parse_span
 from concmon_cli.errors import (
@@ -25,7 +26,6 @@ from concmon_cli.errors import (
 )
 from concmon_cli.render import Footer, Thresholds, make_console, view
 from concmon_cli.sources import FileSource, Kind, UrlSource, open_source
-from concmon_cli.workers import STALE_INTERVALS, WorkerSet, merge
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROG = "concmon-cli"
@@ -82,7 +82,7 @@ def _source_option(fn: F) -> F:
         type=click.FloatRange(min=1.0),
         default=STALE_INTERVALS,
         show_default=True,
-        help="Drop a worker after this many of its intervals without a report.",
+        help="A worker is gone after this many of its intervals without a report (totals kept).",
     )(fn)
 
 
@@ -154,12 +154,11 @@ def show(*, source: str | None, kind: str, stale_intervals: float, **opts: Any) 
     """The table once, from the latest report (read from the end of the file)."""
     reading = _open(source, kind, stale_intervals).latest()
     console = make_console(no_color=opts["no_color"])
-    live = reading.live
     console.print(
         view(
-            live,
-            merge(live),
-            Footer(reading.label, reading.skipped, reading.workers.dropped),
+            reading.live,
+            reading.total,
+            Footer(reading.label, reading.skipped, reading.workers.retired),
             _thresholds(opts),
             terminal=console.is_terminal,
             per_worker=opts["per_worker"],
@@ -197,15 +196,14 @@ def watch(
     stream = _open(source, kind, stale_intervals).stream(initial=True)
     label = source or "logs/concmon.log"
     console = make_console(no_color=opts["no_color"])
-    workers = WorkerSet(stale_intervals)
+    workers = HostView(stale_intervals)
     thresholds = _thresholds(opts)
 
     def frame() -> Any:
-        live = workers.live()
-        info = Footer(label, stream.skipped, workers.dropped, stream.status)
+        info = Footer(label, stream.skipped, workers.retired, stream.status)
         return view(
-            live,
-            merge(live) if live else None,
+            workers.live(),
+            workers.total(),
             info,
             thresholds,
             terminal=console.is_terminal,
@@ -344,8 +342,8 @@ def export_json(
             out.write(snapshot_line(report))
         written = len(reports)
     elif not follow:
-        live = opened.latest().live
-        for snapshot in live if per_worker else [merge(live)]:
+        reading = opened.latest()
+        for snapshot in reading.live if per_worker else [reading.total]:
             out.write(snapshot_line(snapshot))
         return EXIT_OK
     out.flush()

@@ -43,7 +43,8 @@ class Thresholds:
 class Footer:
     source: str
     skipped: int = 0
-    dropped: int = 0
+    gone: int = 0
+    """Workers taken for gone: their totals stay in the sum, their actives do not."""
     status: str | None = None
     now: datetime | None = None
 
@@ -293,8 +294,8 @@ def footer(total: Snapshot | None, info: Footer) -> Text:
         text.append(f"  report {total.timestamp} ({_duration(age)} ago)", style=style)
     if info.skipped:
         text.append(f"  {info.skipped} unreadable lines skipped", style=WARN)
-    if info.dropped:
-        text.append(f"  {info.dropped} silent workers dropped", style=DIM)
+    if info.gone:
+        text.append(f"  {info.gone} workers gone (their totals kept)", style=DIM)
     if info.status:
         text.append(f"  {info.status}", style=WARN)
     return text

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, Protocol
 
+from concmon.host import STALE_INTERVALS, HostView
 from concmon.logformat import ReportAssembler
 from concmon.snapshot import Snapshot, SnapshotFormatError
 from concmon_cli.durations import parse_timestamp
 from concmon_cli.errors import CliError
 from concmon_cli.tail import Follower, reverse_lines
-from concmon_cli.workers import STALE_INTERVALS, WorkerSet
 
 Kind = Literal["auto", "log", "jsonl"]
 DEFAULT_SOURCE: Final = "logs/concmon.log"
@@ -73,12 +73,20 @@ class Reading:
     """What one look at a source found."""
 
     label: str
-    workers: WorkerSet
+    workers: HostView
     skipped: int
 
     @property
     def live(self) -> list[Snapshot]:
         return self.workers.live()
+
+    @property
+    def total(self) -> Snapshot:
+        """The host: the live workers' gauges and every worker's counters (concmon.host)."""
+        total = self.workers.total()
+        if total is None:
+            raise CliError(f"no complete concmon report in {self.label}")
+        return total
 
 
 class Source(Protocol):
@@ -163,12 +171,6 @@ class FileSource:
     def _backup(self) -> Path:
         return self.path.with_name(self.path.name + ".1")
 
-    def scan_back(self, handle: BinaryIO, end: int, decoder: Decoder) -> WorkerSet:
-        """The latest reports per pid (see :meth:`recent_reports`)."""
-        workers = WorkerSet(self.stale_intervals)
-        workers.extend(self.recent_reports(handle, end, decoder))
-        return workers
-
     def recent_reports(self, handle: BinaryIO, end: int, decoder: Decoder) -> list[Snapshot]:
         """The reports near the end of the file, oldest first, read back only as far as needed.
 
@@ -233,7 +235,7 @@ class FileSource:
 
     def latest(self) -> Reading:
         found, skipped = self.recent()
-        workers = WorkerSet(self.stale_intervals)
+        workers = HostView(self.stale_intervals)
         workers.extend(found)
         return Reading(self.label, workers, skipped)
 
@@ -311,7 +313,9 @@ class FileStream:
             handle, end = opened
             if self._initial and end > 0:
                 back = self.source.decoder()
-                snapshots = self.source.scan_back(handle, end, back).live()
+                # Every recent report, not only the live workers' latest: the watcher's host
+                # view then knows the workers gone meanwhile and keeps their totals.
+                snapshots = self.source.recent_reports(handle, end, back)
                 self._back_skipped = back.skipped
             self.status = None
             return snapshots + self._feed(self._follower.poll())
@@ -353,7 +357,7 @@ class UrlSource:
             raise CliError(f"{self.url} did not return a concmon snapshot: {exc}") from None
 
     def latest(self) -> Reading:
-        workers = WorkerSet()
+        workers = HostView()
         workers.add(self.fetch())
         return Reading(self.label, workers, 0)
 

@@ -3,7 +3,8 @@
 StatsD is push-based, so this sink sends what each report closes: gauges for what is happening
 now (active requests, the interval peak, queue depth, process figures) and counts for what
 finished during the interval (requests by outcome, rejections, queue waits). Counts are sent as
-the increase since the previous report, which is what a StatsD count means.
+the increase since the previous report, which is what a StatsD count means. The metrics are
+those of :mod:`concmon.exporters.catalogue` that have a DogStatsD name.
 
 Several workers of one host send the same gauge names; the agent keeps only the last value of
 a gauge per tag set and flush interval, so gauges carry a ``pid`` tag (sum over it for the host)
@@ -15,19 +16,21 @@ datadog client drops the packets and this sink logs one line about it at most on
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
 
 from datadog.dogstatsd.base import DogStatsd
 
+from concmon.exporters.catalogue import METRICS
 from concmon.exporters.config import ExporterSettings, load_exporter_settings
 from concmon.hookspecs import hookimpl
+from concmon.host import Figures, ProcessReports
 from concmon.settings import ConfigError
-from concmon.snapshot import EndpointStats, Snapshot
+from concmon.snapshot import Snapshot
 
 logger = logging.getLogger("concmon")
 
@@ -52,9 +55,11 @@ _filter = _DropFilter()
 logging.getLogger("datadog.dogstatsd").addFilter(_filter)
 
 
-def _tag(value: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def _tag(label: str, value: str) -> str:
     # DogStatsD separates tags with commas and fields with '|'; neither may appear in a tag.
-    return value.replace(",", "_").replace("|", "_").replace("\n", " ")
+    # Cached: label values (endpoints, queues) are few and recur in every report.
+    return f"{label}:" + value.replace(",", "_").replace("|", "_").replace("\n", " ")
 
 
 class DogStatsDSink:
@@ -67,6 +72,7 @@ class DogStatsDSink:
         self.client: DogStatsd | None = None
         self.address: tuple[str, int] | None = None
         self._previous: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._reports: ProcessReports | None = None
         self._last_error_log: float | None = None
         self._lock = threading.Lock()
         self.dropped_reports = 0
@@ -116,26 +122,6 @@ class DogStatsDSink:
         if delta > 0:
             client.increment(metric, delta, tags=tags)
 
-    def _stats(
-        self,
-        client: DogStatsd,
-        prefix: str,
-        label: str,
-        items: Iterable[tuple[str, EndpointStats]],
-        pid: str,
-    ) -> None:
-        for name, stats in items:
-            tags = [f"{label}:{_tag(name)}"]
-            client.gauge(f"{prefix}.active", stats.active, tags=[*tags, pid])
-            client.gauge(f"{prefix}.peak", stats.interval_peak, tags=[*tags, pid])
-            ok = stats.completed - stats.failed - stats.cancelled
-            for outcome, value in (
-                ("ok", ok),
-                ("failed", stats.failed),
-                ("cancelled", stats.cancelled),
-            ):
-                self._count(client, prefix, value, [*tags, f"outcome:{outcome}"])
-
     def send(self, snapshot: Snapshot) -> None:
         """Send one report's metrics in as few datagrams as fit."""
         client = self.client
@@ -157,36 +143,29 @@ class DogStatsDSink:
             self.dropped_reports += 1
             self._complain(errors[-1].removeprefix("Error submitting packet: "))
 
-    def _send(self, client: DogStatsd, snap: Snapshot, pid: str) -> None:
-        self._stats(client, "requests", "endpoint", snap.endpoints.items(), pid)
-        for name, stats in snap.endpoints.items():
-            self._count(client, "requests.rejected", stats.rejected, [f"endpoint:{_tag(name)}"])
-        self._stats(client, "websocket_connections", "endpoint", snap.websockets.items(), pid)
-        self._stats(client, "background_tasks", "task", snap.background.items(), pid)
-        if snap.saturation is not None:
-            client.gauge("requests.saturation", snap.saturation, tags=[pid])
-        for name, q in snap.queues.items():
-            tags = [f"queue:{_tag(name)}"]
-            client.gauge("queue.depth", q.depth, tags=[*tags, pid])
-            client.gauge("queue.peak", q.peak, tags=[*tags, pid])
-            if q.waited:
-                client.increment("queue.waits", q.waited, tags=tags)
-            if q.wait_avg_ms is not None:
-                client.gauge("queue.wait_time.avg", q.wait_avg_ms / 1000.0, tags=[*tags, pid])
-            if q.wait_max_ms is not None:
-                client.gauge("queue.wait_time.max", q.wait_max_ms / 1000.0, tags=[*tags, pid])
-        system = snap.system
-        for metric, value in (
-            ("process.cpu.percent", system.cpu_percent),
-            ("process.memory.rss", system.memory_mb * 1024 * 1024 if system.memory_mb else None),
-            ("process.threads", system.threads),
-            ("process.open_fds", system.open_fds),
-            ("event_loop.lag", system.loop_lag_ms / 1000.0 if system.loop_lag_ms else None),
-        ):
-            if value is not None:
-                client.gauge(metric, value, tags=[pid])
-        for sink, errors in snap.sink_errors.items():
-            self._count(client, "sink.errors", errors, [f"sink:{_tag(sink)}"])
+    def _figures(self, snapshot: Snapshot) -> Figures:
+        """The report's figures, with queue waits added up over the reports sent so far."""
+        reports = self._reports
+        if reports is not None and snapshot is reports.latest:
+            return reports.figures()
+        same_process = reports is not None and reports.latest.pid == snapshot.pid
+        if reports is not None and same_process and reports.step(snapshot) == "later":
+            reports.add(snapshot)
+        else:
+            reports = self._reports = ProcessReports(snapshot)  # a new process, or a new series
+        return reports.figures()
+
+    def _send(self, client: DogStatsd, snapshot: Snapshot, pid: str) -> None:
+        figures = self._figures(snapshot)
+        for metric in METRICS:
+            if metric.statsd is None:
+                continue
+            for key, value in metric.read(figures).items():
+                tags = [_tag(label, v) for label, v in zip(metric.labels, key, strict=True)]
+                if metric.kind == "gauge":
+                    client.gauge(metric.statsd, value, tags=[*tags, pid])
+                else:
+                    self._count(client, metric.statsd, value, tags)
 
     @hookimpl
     def concmon_report(self, snapshot: Snapshot) -> None:

@@ -1,4 +1,4 @@
-"""Adding up the worker processes of one host for a single scrape.
+"""The worker processes of one host, found for a single scrape through a shared directory.
 
 Each worker writes its own figures to ``<dir>/concmon-<pid>-<token>.json`` (to a temporary name,
 then renamed, so a reader never sees half a file) and holds an exclusive ``flock`` on
@@ -6,12 +6,13 @@ then renamed, so a reader never sees half a file) and holds an exclusive ``flock
 the process dies, however it dies (SIGKILL included), which is how a reader tells a dead worker
 from a live one without trusting pids that may have been reused.
 
-The worker serving a scrape reads its own figures live and the others from their files. A dead
-worker's counters are folded, under an exclusive directory lock, into
-``<dir>/concmon-archive.json`` and its files removed: its active requests leave the sum, its
-totals stay in it, and thousands of recycled workers leave one archive behind, not thousands of
-files. Readers take the directory lock shared, so a scrape never sees a worker both in the
-archive and in its own file, nor in neither.
+The worker serving a scrape reads its own figures live and the others from their files, and
+:func:`concmon.host.combine` adds them up: the files of live workers, and the archive as the
+gone ones. A dead worker's counters are folded, under an exclusive directory lock, into
+``<dir>/concmon-archive.json`` (by the same function) and its files removed: its active
+requests leave the sum, its totals stay in it, and thousands of recycled workers leave one
+archive behind, not thousands of files. Readers take the directory lock shared, so a scrape
+never sees a worker both in the archive and in its own file, nor in neither.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from concmon.exporters.figures import Counters, Figures, Gauges
+from concmon.host import Figures, combine
+from concmon.snapshot import Snapshot
 
 logger = logging.getLogger("concmon")
 
@@ -39,7 +41,32 @@ FOLDED_KEPT: Final = 1024
 """Ids of folded workers remembered, so that a fold interrupted between writing the archive
 and removing the worker's file is never counted twice."""
 
-FORMAT: Final = 1
+FORMAT: Final = 2
+_VOLATILE: Final = ("timestamp", "uptime_s", "interval_s")
+"""Snapshot fields that change while nothing happens; a state file is not rewritten for them."""
+_BAD_FIGURES = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+def _figures_json(figures: Figures) -> dict[str, Any]:
+    return {
+        "snapshot": dict(figures.snapshot.to_dict()),
+        "queue_waits": {name: [c, s] for name, (c, s) in figures.queue_waits.items()},
+        "cpu_seconds": figures.cpu_seconds,
+        "limit": figures.limit,
+    }
+
+
+def _figures_from_json(data: Any) -> Figures:
+    """Raises one of ``_BAD_FIGURES`` when ``data`` is not what :func:`_figures_json` wrote."""
+    cpu, limit = data.get("cpu_seconds"), data.get("limit")
+    return Figures(
+        Snapshot.from_dict(data["snapshot"]),
+        queue_waits={
+            str(name): (int(v[0]), float(v[1])) for name, v in data["queue_waits"].items()
+        },
+        cpu_seconds=None if cpu is None else float(cpu),
+        limit=None if limit is None else int(limit),
+    )
 
 
 class MultiProcessError(OSError):
@@ -94,20 +121,19 @@ class MultiProcessStore:
 
     def write(self, figures: Figures) -> None:
         """Publish this worker's figures for the other workers' scrapes (only when changed)."""
+        data = _figures_json(figures)
         text = json.dumps(
-            {
-                "format": FORMAT,
-                "instance": self.instance,
-                "gauges": figures.gauges.to_json(),
-                "counters": figures.counters.to_json(),
-            },
+            {"format": FORMAT, "instance": self.instance, "figures": data},
             separators=(",", ":"),
         )
+        for name in _VOLATILE:
+            data["snapshot"].pop(name)
+        content = json.dumps(data, separators=(",", ":"))
         with self._lock:
-            if self._closed or text == self._last_written:
+            if self._closed or content == self._last_written:
                 return
             _write_atomically(self.state_path, text)
-            self._last_written = text
+            self._last_written = content
 
     def close(self, final: Figures | None = None) -> None:
         """Write the final figures and release the lock: the next scrape folds this worker."""
@@ -181,42 +207,38 @@ class MultiProcessStore:
             return self._sum(own)
 
     def _sum(self, own: Callable[[], Figures]) -> Figures:
-        total = own()
-        archive = _read_json(self.directory / ARCHIVE_NAME)
-        if archive is not None:
-            total.counters.add(Counters.from_json(archive.get("counters", {})))
+        live = [own()]
         for _, path in self._others():
             data = _read_json(path)
-            if data is None:
-                continue
-            try:
-                figures = Figures(
-                    Gauges.from_json(data.get("gauges", {})),
-                    Counters.from_json(data.get("counters", {})),
-                )
-            except (TypeError, ValueError, AttributeError, IndexError):
-                continue
-            total.add(figures)
-        return total
+            if data is not None:
+                with contextlib.suppress(*_BAD_FIGURES):
+                    live.append(_figures_from_json(data["figures"]))
+        return combine(live, self._archived())
+
+    def _archived(self) -> list[Figures]:
+        archive = _read_json(self.directory / ARCHIVE_NAME)
+        if archive is not None:
+            with contextlib.suppress(*_BAD_FIGURES):
+                return [_figures_from_json(archive["figures"])]
+        return []
 
     def _fold(self, dead: list[tuple[str, Path]]) -> None:
         if not dead:
             return
         archive_path = self.directory / ARCHIVE_NAME
-        archive = _read_json(archive_path) or {"format": FORMAT, "counters": {}, "folded": []}
-        counters = Counters.from_json(archive.get("counters", {}))
-        folded: list[str] = [str(i) for i in archive.get("folded", [])]
+        folded: list[str] = [str(i) for i in (_read_json(archive_path) or {}).get("folded", [])]
         seen = set(folded)
+        gone = self._archived()
         for instance, path in dead:
             data = _read_json(path)
             if data is not None and instance not in seen:
-                with contextlib.suppress(TypeError, ValueError, AttributeError, IndexError):
-                    counters.add(Counters.from_json(data.get("counters", {})))
+                with contextlib.suppress(*_BAD_FIGURES):
+                    gone.append(_figures_from_json(data["figures"]))
                     folded.append(instance)
                     seen.add(instance)
         archive = {
             "format": FORMAT,
-            "counters": counters.to_json(),
+            "figures": _figures_json(combine([], gone)) if gone else None,
             "folded": folded[-FOLDED_KEPT:],
         }
         _write_atomically(archive_path, json.dumps(archive, separators=(",", ":")))

@@ -8,9 +8,10 @@ multi-process state fresh and can serve ``/metrics`` on a port of its own.
 
 Multi-process mode (uvicorn ``--workers N``, gunicorn) is switched on by pointing
 ``CONCMON_PROMETHEUS_MULTIPROC_DIR`` (or prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``) at a
-directory the workers share; see :mod:`concmon.exporters.multiprocess` for how the workers are
-added up. :func:`exposition_from_snapshots` renders the same metrics from logged snapshots, for
-node_exporter's textfile collector.
+directory the workers share; :mod:`concmon.exporters.multiprocess` finds the workers and
+:mod:`concmon.host` adds them up. :func:`exposition_from_snapshots` renders the same metrics
+from logged snapshots, for node_exporter's textfile collector. The families are those of
+:mod:`concmon.exporters.catalogue`.
 """
 
 from __future__ import annotations
@@ -31,16 +32,12 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from concmon.exporters.catalogue import CATALOGUE, PROMETHEUS_NAMES, PROMETHEUS_UNITS, Summary
 from concmon.exporters.config import ExporterSettings, load_exporter_settings
-from concmon.exporters.figures import (
-    OUTCOMES,
-    Figures,
-    Finished,
-    figures_from_snapshots,
-    live_figures,
-)
+from concmon.exporters.figures import live_figures
 from concmon.exporters.multiprocess import MultiProcessError, MultiProcessStore
 from concmon.hookspecs import hookimpl
+from concmon.host import STALE_INTERVALS, Figures, HostView
 from concmon.monitor import ConcurrencyMonitor
 from concmon.runtime import get_monitor
 from concmon.settings import ConfigError, Settings
@@ -50,184 +47,51 @@ logger = logging.getLogger("concmon")
 
 Mode = Literal["single-process", "multi-process"]
 
-METRIC_NAMES: Final = (
-    "concmon_requests_active",
-    "concmon_requests_peak",
-    "concmon_requests_total",
-    "concmon_requests_rejected_total",
-    "concmon_requests_limit",
-    "concmon_websocket_connections_active",
-    "concmon_websocket_connections_total",
-    "concmon_background_tasks_active",
-    "concmon_background_tasks_total",
-    "concmon_queue_depth",
-    "concmon_queue_wait_seconds",
-    "concmon_process_cpu_seconds_total",
-    "concmon_process_resident_memory_bytes",
-    "concmon_process_threads",
-    "concmon_process_open_fds",
-    "concmon_event_loop_lag_seconds",
-    "concmon_sink_errors_total",
-    "concmon_processes",
-)
-"""Every metric family the exporter can publish, as a scraper sees them."""
+METRIC_NAMES: Final = PROMETHEUS_NAMES
+"""Every metric family the exporter can publish, as a scraper sees them (from the catalogue)."""
+
+_NOTHING: Final = Figures(Snapshot("", 0, "", 0.0, 0.0), processes=0)
 
 
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def _gauge_by(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=[label])
-    for key in sorted(values):
-        family.add_metric([key], values[key])
-    return family
-
-
-def _finished_by(name: str, doc: str, label: str, values: Finished) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=[label, "outcome"])
-    for key in sorted(values):
-        outcomes = values[key]
-        for outcome in OUTCOMES:
-            family.add_metric([key, outcome], outcomes.get(outcome, 0))
-    return family
-
-
 def metric_families(figures: Figures) -> list[Metric]:
-    """The Prometheus metric families for ``figures``; names are listed in METRIC_NAMES."""
-    g, c = figures.gauges, figures.counters
-    # An endpoint known only from finished workers' totals still shows as 0 active, so its
-    # active series ends at 0 rather than vanishing at its last non-zero value.
-    known = dict.fromkeys(c.requests, 0)
-    families: list[Metric] = [
-        _gauge_by(
-            "concmon_requests_active",
-            "HTTP requests in flight now.",
-            "endpoint",
-            {**known, **g.active},
-        ),
-        _gauge_by(
-            "concmon_requests_peak",
-            "Highest number of HTTP requests in flight at once since the previous report "
-            "(summed over processes).",
-            "endpoint",
-            {**known, **g.peak},
-        ),
-        _finished_by(
-            "concmon_requests",
-            "HTTP requests finished, by outcome (ok, failed, cancelled).",
-            "endpoint",
-            c.requests,
-        ),
-    ]
-    rejected = CounterMetricFamily(
-        "concmon_requests_rejected",
-        "HTTP requests turned away by an admission limit (never active).",
-        labels=["endpoint"],
-    )
-    for key in sorted(c.rejected):
-        rejected.add_metric([key], c.rejected[key])
-    families.append(rejected)
-    if g.limit is not None:
-        families.append(
-            GaugeMetricFamily(
-                "concmon_requests_limit",
-                "Configured maximum of concurrent HTTP requests (summed over processes).",
-                value=g.limit,
+    """The Prometheus metric families for ``figures``, one per catalogue entry that has a name.
+
+    A labelled family is always published, empty or not; an unlabelled one only when its value
+    is known (no CPU seconds where psutil cannot read them).
+    """
+    families: list[Metric] = []
+    for entry in CATALOGUE:
+        if entry.prometheus is None:
+            continue
+        if isinstance(entry, Summary):
+            summary = SummaryMetricFamily(
+                entry.prometheus,
+                entry.help,
+                labels=list(entry.count.labels),
+                unit=PROMETHEUS_UNITS.get(entry.sum.unit, ""),
             )
+            counts, sums = entry.count.read(figures), entry.sum.read(figures)
+            for key in sorted(counts):
+                count, seconds = int(counts[key]), sums.get(key, 0.0)
+                summary.add_metric(list(key), count_value=count, sum_value=seconds)
+            families.append(summary)
+            continue
+        values = entry.read(figures)
+        if not entry.labels and not values:
+            continue
+        kind = GaugeMetricFamily if entry.kind == "gauge" else CounterMetricFamily
+        family = kind(
+            entry.prometheus,
+            entry.host_help,
+            labels=list(entry.labels),
+            unit=PROMETHEUS_UNITS.get(entry.unit, ""),
         )
-    families += [
-        _gauge_by(
-            "concmon_websocket_connections_active",
-            "WebSocket connections open now.",
-            "endpoint",
-            g.websockets_active,
-        ),
-        _finished_by(
-            "concmon_websocket_connections",
-            "WebSocket connections closed, by outcome.",
-            "endpoint",
-            c.websockets,
-        ),
-        _gauge_by(
-            "concmon_background_tasks_active",
-            "Background tasks running now.",
-            "task",
-            g.background_active,
-        ),
-        _finished_by(
-            "concmon_background_tasks",
-            "Background tasks finished, by outcome.",
-            "task",
-            c.background,
-        ),
-        _gauge_by(
-            "concmon_queue_depth", "Requests waiting in each queue now.", "queue", g.queue_depth
-        ),
-    ]
-    waits = SummaryMetricFamily(
-        "concmon_queue_wait_seconds",
-        "Time requests spent waiting in each queue before they ran.",
-        labels=["queue"],
-        unit="seconds",
-    )
-    for key in sorted(c.queue_waits):
-        count, seconds = c.queue_waits[key]
-        waits.add_metric([key], count_value=count, sum_value=seconds)
-    families.append(waits)
-    if c.cpu_seconds is not None:
-        families.append(
-            CounterMetricFamily(
-                "concmon_process_cpu_seconds",
-                "User and system CPU time of the monitored processes.",
-                value=c.cpu_seconds,
-                unit="seconds",
-            )
-        )
-    if g.memory_bytes is not None:
-        families.append(
-            GaugeMetricFamily(
-                "concmon_process_resident_memory_bytes",
-                "Resident memory of the monitored processes.",
-                value=g.memory_bytes,
-                unit="bytes",
-            )
-        )
-    if g.threads is not None:
-        families.append(
-            GaugeMetricFamily(
-                "concmon_process_threads", "Threads of the monitored processes.", value=g.threads
-            )
-        )
-    if g.open_fds is not None:
-        families.append(
-            GaugeMetricFamily(
-                "concmon_process_open_fds",
-                "Open file descriptors of the monitored processes.",
-                value=g.open_fds,
-            )
-        )
-    if g.loop_lag_seconds is not None:
-        families.append(
-            GaugeMetricFamily(
-                "concmon_event_loop_lag_seconds",
-                "Worst event-loop lag since the previous report (the highest of any process).",
-                value=g.loop_lag_seconds,
-                unit="seconds",
-            )
-        )
-    sink_errors = CounterMetricFamily(
-        "concmon_sink_errors", "Failures of each concmon sink.", labels=["sink"]
-    )
-    for key in sorted(c.sink_errors):
-        sink_errors.add_metric([key], c.sink_errors[key])
-    families.append(sink_errors)
-    families.append(
-        GaugeMetricFamily(
-            "concmon_processes",
-            "Live processes whose figures this exposition adds up.",
-            value=figures.processes,
-        )
-    )
+        for key in sorted(values):
+            family.add_metric(list(key), values[key])
+        families.append(family)
     return families
 
 
@@ -242,19 +106,22 @@ class FiguresCollector(Collector):
 
 
 def exposition_from_snapshots(
-    snapshots: Iterable[Snapshot], *, stale_intervals: float | None = 3.0
+    snapshots: Iterable[Snapshot], *, stale_intervals: float | None = STALE_INTERVALS
 ) -> str:
     """Prometheus text exposition of logged snapshots, for node_exporter's textfile collector.
 
     ``snapshots`` may interleave several worker processes of one host (a shared log or
-    JSON-lines file); they are added up like a live multi-process scrape: each process counts
-    with its latest snapshot, counters of every process are summed, and a process whose latest
-    report is more than ``stale_intervals`` report intervals older than the newest one counts as
-    gone (its counters kept, its active requests dropped; ``None`` keeps every process). Queue
-    wait and CPU totals cover the reports in ``snapshots``. Write the result to a ``.prom``
-    file by renaming a temporary file, as the textfile collector expects.
+    JSON-lines file); they are added up by :class:`concmon.host.HostView`, the rule of a live
+    multi-process scrape: each process counts with its latest snapshot, the counters of every
+    process are summed, and a process whose latest report is more than ``stale_intervals``
+    report intervals older than the newest one counts as gone (its counters kept, its active
+    requests dropped; ``None`` keeps every process). Queue wait and CPU totals cover the
+    reports in ``snapshots``. Write the result to a ``.prom`` file by renaming a temporary
+    file, as the textfile collector expects.
     """
-    figures = figures_from_snapshots(snapshots, stale_intervals=stale_intervals)
+    view = HostView(stale_intervals)
+    view.extend(snapshots)
+    figures = view.figures() or _NOTHING
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FiguresCollector(lambda: figures))
     return generate_latest(registry).decode("utf-8")
@@ -405,6 +272,17 @@ def exposition(accept: str | None = None) -> tuple[bytes, str]:
     """
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry()), content_type
+
+
+def host_snapshot() -> Snapshot:
+    """This process's snapshot now or, in multi-process mode, the whole host's.
+
+    The host's is :func:`concmon.host.merge` of every live worker and the totals of the
+    finished ones (pid 0), the figures a multi-process scrape reports; a JSON endpoint can serve
+    it in place of the monitor's own snapshot. Reads files in multi-process mode: call it off
+    the event loop.
+    """
+    return _current_backend().figures().snapshot
 
 
 def _close_backend() -> None:

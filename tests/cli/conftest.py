@@ -14,6 +14,8 @@ from concmon.logformat import format_report
 from concmon.sinks.jsonl import snapshot_line
 
 Writer = Callable[..., Path]
+UPTIME_AT_NOW = 86400.0
+"""The uptime of every fixture worker at this moment: a day."""
 
 
 def at(seconds_ago: float) -> str:
@@ -31,7 +33,11 @@ def busy_snapshot(
     seconds_ago: float = 0.0,
     endpoint: str = "/chat/completions",
 ) -> Snapshot:
-    """A real monitor's snapshot: ``active`` open, ``done`` finished (``failed`` of them)."""
+    """A real monitor's snapshot: ``active`` open, ``done`` finished (``failed`` of them).
+
+    Its uptime grows with its timestamp, as a real worker's does (a pid whose uptime goes
+    backwards is a new process to the host view).
+    """
     monitor = ConcurrencyMonitor()
     for i in range(done):
         monitor.http.begin(endpoint).finish(Outcome.FAILED if i < failed else Outcome.OK)
@@ -39,7 +45,13 @@ def busy_snapshot(
         monitor.http.begin(endpoint)
     monitor.http.begin("/health").finish()
     snap = monitor.report_snapshot()
-    return dataclasses.replace(snap, pid=pid, interval_s=interval, timestamp=at(seconds_ago))
+    return dataclasses.replace(
+        snap,
+        pid=pid,
+        interval_s=interval,
+        timestamp=at(seconds_ago),
+        uptime_s=UPTIME_AT_NOW - seconds_ago,
+    )
 
 
 def write(path: Path, snapshots: Sequence[Snapshot], *, jsonl: bool = False) -> Path:

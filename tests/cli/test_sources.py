@@ -31,7 +31,8 @@ def test_latest_report_per_worker_from_an_interleaved_file(tmp_path: Path) -> No
     assert {s.pid: s.active for s in reading.live} == {1: 2, 2: 4}
     assert reading.workers.total() is not None
     assert reading.workers.total().active == 6  # type: ignore[union-attr]
-    assert {pid: s.active for pid, s in reading.workers.previous.items()} == {1: 1, 2: 5}
+    previous = {s.pid: reading.workers.previous_of(s) for s in reading.live}
+    assert {pid: s.active for pid, s in previous.items() if s is not None} == {1: 1, 2: 5}
 
 
 def test_a_worker_silent_for_several_intervals_is_dropped(tmp_path: Path) -> None:

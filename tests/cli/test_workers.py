@@ -1,68 +1,105 @@
-"""Summing workers: exact for counts, never breaking the accounting rules."""
+"""Several workers in the CLI: gone workers keep their totals, only live ones count as active."""
 
 from __future__ import annotations
 
-import dataclasses
+import json
+from pathlib import Path
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from click.testing import CliRunner, Result
 
+from concmon.host import HostView
 from concmon.testing import check_invariants
-from concmon_cli.workers import WorkerSet, merge
-from tests.cli.conftest import busy_snapshot
-
-worker_st = st.tuples(
-    st.integers(0, 20), st.integers(0, 20), st.integers(0, 20), st.floats(0.5, 10.0)
-)
+from concmon_cli.main import cli
+from concmon_cli.sources import FileSource
+from tests.cli.conftest import busy_snapshot, write
+from tests.exporters.helpers import parse, total, value
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(worker_st, min_size=2, max_size=5))
-def test_sum_of_workers_keeps_every_invariant(workers: list[tuple[int, int, int, float]]) -> None:
-    """The sum's totals are the sums, and total = completed + active still holds."""
-    snaps = [
-        busy_snapshot(pid=i + 1, active=a, done=d, failed=min(f, d), interval=iv)
-        for i, (a, d, f, iv) in enumerate(workers)
-    ]
-    total = check_invariants(merge(snaps))
-    assert total.pid == 0
-    assert total.active == sum(s.active for s in snaps)
-    assert total.total == sum(s.total for s in snaps)
-    assert total.failed == sum(s.failed for s in snaps)
-    name = "/chat/completions"
-    summed = sum(s.endpoints[name].active for s in snaps if name in s.endpoints)
-    assert (total.endpoints[name].active if name in total.endpoints else 0) == summed
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def test_one_worker_is_returned_unchanged() -> None:
-    """With a single worker the sum is that worker's snapshot, byte for byte."""
-    snap = busy_snapshot()
-    assert merge([snap]) is snap
+def _recycled(tmp_path: Path) -> Path:
+    """Worker 9 stopped reporting 3.5 s ago (1 s interval) with 7 in flight; worker 1 is live.
 
-
-def test_duration_means_are_weighted_by_request_rate() -> None:
-    """A busy fast worker and an idle slow one: the mean leans to the busy one."""
-    fast = busy_snapshot(pid=1)
-    slow = busy_snapshot(pid=2)
-    ep = "/chat/completions"
-    fast = dataclasses.replace(
-        fast,
-        endpoints={ep: dataclasses.replace(fast.endpoints[ep], avg_active=9.0, avg_ms=10.0)},
+    3.5 intervals: past the stale window of 3, within what a read from the end covers (4).
+    """
+    return write(
+        tmp_path / "c.log",
+        [busy_snapshot(pid=9, active=7, done=5, failed=2, interval=1.0, seconds_ago=3.5)]
+        + [
+            busy_snapshot(pid=1, active=1, done=3, failed=0, interval=1.0, seconds_ago=s)
+            for s in (3, 2, 1, 0)
+        ],
     )
-    slow = dataclasses.replace(
-        slow,
-        endpoints={ep: dataclasses.replace(slow.endpoints[ep], avg_active=1.0, avg_ms=1000.0)},
+
+
+def test_a_gone_workers_totals_stay_in_the_sum_and_its_actives_leave(tmp_path: Path) -> None:
+    """The file view: worker 9 is gone, its 5 finished (+1 health) stay, its 7 active do not."""
+    reading = FileSource(_recycled(tmp_path)).latest()
+    assert [s.pid for s in reading.live] == [1]
+    host = check_invariants(reading.total)
+    assert (host.active, host.completed, host.failed) == (1, 6 + 4, 2)
+    assert host.endpoints["/chat/completions"].completed == 5 + 3
+    assert reading.workers.retired == 1
+
+
+def test_show_and_export_json_report_the_host_with_the_gone_workers_totals(tmp_path: Path) -> None:
+    """``show`` and ``export json`` agree: live actives, every worker's totals, one gone noted."""
+    path = _recycled(tmp_path)
+    shown = run("show", str(path)).stdout
+    assert shown.splitlines()[0].startswith("Active 1/")
+    assert "Completed 10  Failed 2" in shown.splitlines()[0]
+    assert "1 workers gone (their totals kept)" in shown
+    exported = json.loads(run("export", "json", str(path)).stdout)
+    assert (exported["pid"], exported["active"], exported["completed"]) == (0, 1, 10)
+    per_worker = run("export", "json", str(path), "--per-worker").stdout.splitlines()
+    assert [json.loads(line)["pid"] for line in per_worker] == [1]
+
+
+def test_export_prometheus_keeps_a_gone_workers_totals(tmp_path: Path) -> None:
+    """The textfile export adds the workers up by the same rule as the table."""
+    samples = parse(run("export", "prometheus", str(_recycled(tmp_path))).stdout)
+    assert total(samples, "concmon_requests_active") == 1
+    assert value(samples, "concmon_requests_total", endpoint="/chat/completions", outcome="ok") == 6
+    assert (
+        value(samples, "concmon_requests_total", endpoint="/chat/completions", outcome="failed")
+        == 2
     )
-    avg = merge([fast, slow]).endpoints[ep].avg_ms
-    assert avg is not None
-    assert 10.0 < avg < 20.0
+    assert value(samples, "concmon_processes") == 1
 
 
-def test_worker_set_keeps_latest_and_previous_and_ignores_older() -> None:
-    """Reports arriving late for a pid never replace a newer one."""
-    ws = WorkerSet()
-    new, old = busy_snapshot(active=5, seconds_ago=0), busy_snapshot(active=1, seconds_ago=5)
-    ws.add(new)
-    ws.add(old)
-    assert ws.latest[4242].active == 5
-    assert ws.previous[4242].active == 1
+def test_check_counts_the_gone_workers_in_the_lifetime_failure_rate(tmp_path: Path) -> None:
+    """With one report per worker the rate is the host's lifetime one, gone workers included."""
+    path = write(
+        tmp_path / "c.log",
+        [
+            busy_snapshot(pid=9, active=0, done=4, failed=4, interval=1.0, seconds_ago=3.5),
+            busy_snapshot(pid=1, active=0, done=4, failed=0, interval=1.0),
+        ],
+    )
+    out = run("check", str(path), "--max-failed-rate", "0.5").stdout
+    assert out.startswith("OK - active=0 queue=0 failed_rate=0.4000 (lifetime)"), out
+
+
+def test_watching_keeps_a_worker_that_goes_away_meanwhile(tmp_path: Path) -> None:
+    """What ``watch`` follows: a worker that stops reporting while watched keeps its totals."""
+    path = write(
+        tmp_path / "c.log",
+        [
+            busy_snapshot(pid=9, active=7, done=5, interval=1.0, seconds_ago=10),
+            busy_snapshot(pid=1, active=1, done=3, interval=1.0, seconds_ago=10),
+        ],
+    )
+    stream = FileSource(path).stream(initial=True)
+    view = HostView()
+    view.extend(stream.poll())
+    host = view.total()
+    assert host is not None and (host.active, host.completed) == (8, 10)
+    later = [busy_snapshot(pid=1, active=1, done=3, interval=1.0, seconds_ago=s) for s in (5, 0)]
+    write(path, later)
+    view.extend(stream.poll())
+    stream.close()
+    host = check_invariants(view.total())  # type: ignore[arg-type]
+    assert [s.pid for s in view.live()] == [1]
+    assert (host.active, host.completed) == (1, 10)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from concmon.exporters.catalogue import otel_table, prometheus_table, statsd_table
 from concmon.exporters.config import settings_table
 from concmon.exporters.prometheus import METRIC_NAMES
 
@@ -41,13 +45,29 @@ def _metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\bconcmon_[a-z_]+", expr))
 
 
+def _between(marker: str) -> str:
+    text = DOC.read_text()
+    return text.split(f"<!-- {marker}:start -->\n")[1].split(f"\n<!-- {marker}:end")[0]
+
+
 def test_settings_table_in_the_docs_is_the_generated_one() -> None:
     """The table between the markers is exactly what ExporterSettings generates."""
-    text = DOC.read_text()
-    inner = text.split("<!-- exporter-settings:start -->\n")[1].split(
-        "\n<!-- exporter-settings:end"
-    )[0]
-    assert inner == settings_table()
+    assert _between("exporter-settings") == settings_table()
+
+
+@pytest.mark.parametrize(
+    ("marker", "table"),
+    [
+        ("prometheus-metrics", prometheus_table),
+        ("otel-instruments", otel_table),
+        ("dogstatsd-metrics", statsd_table),
+    ],
+)
+def test_metric_tables_in_the_docs_are_generated_from_the_catalogue(
+    marker: str, table: Callable[[], str]
+) -> None:
+    """Each exporter's table in docs/exporters.md is exactly what the catalogue generates."""
+    assert _between(marker) == table()
 
 
 def test_every_metric_is_documented() -> None:

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 import concmon
+from concmon import ConcurrencyMonitor
 from concmon.exporters import prometheus
-from concmon.exporters.figures import Counters, Figures, Gauges
+from concmon.exporters.figures import live_figures
 from concmon.exporters.multiprocess import ARCHIVE_NAME, FOLDED_KEPT, MultiProcessStore
 from concmon.exporters.prometheus import exposition
+from concmon.host import Figures
+from concmon.testing import check_invariants
 from tests.exporters.helpers import parse, total, value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,16 +82,22 @@ def _start(procs: list[subprocess.Popen[str]], finished: int, held: int) -> subp
 
 
 def _figures(finished: int, active: int) -> Figures:
-    return Figures(
-        Gauges(active={"/w": active}, peak={"/w": active}),
-        Counters(requests={"/w": {"ok": finished}}),
-    )
+    """What a worker publishes: a real monitor with ``finished`` requests done, ``active`` held."""
+    monitor = ConcurrencyMonitor()
+    for _ in range(finished):
+        monitor.http.begin("/w").finish()
+    held = [monitor.http.begin("/w") for _ in range(active)]
+    figures = live_figures(monitor, process=False)
+    for ticket in held:
+        ticket.finish()
+    return figures
 
 
 def test_one_scrape_adds_up_live_workers_and_keeps_a_killed_workers_totals(
     spawn: list[subprocess.Popen[str]],
 ) -> None:
-    """Two real workers: summed; one SIGKILLed: its actives leave, its totals stay."""
+    """Two real workers: summed; one SIGKILLed: its actives leave, its totals stay, in the
+    exposition and in the host snapshot a JSON endpoint can serve."""
     a = _start(spawn, finished=7, held=2)
     _start(spawn, finished=5, held=3)
     assert prometheus.activate() == "multi-process"
@@ -103,6 +112,9 @@ def test_one_scrape_adds_up_live_workers_and_keeps_a_killed_workers_totals(
     assert value(samples, "concmon_processes") == 2
     assert value(samples, "concmon_requests_active", endpoint="/work") == 3
     assert value(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 13
+    host = check_invariants(prometheus.host_snapshot())
+    assert (host.pid, host.active, host.completed) == (0, 3, 13)
+    assert host.endpoints["/work"].completed == 13
 
 
 def test_a_worker_that_exits_cleanly_is_folded_with_its_final_figures(
