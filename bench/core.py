@@ -138,7 +138,9 @@ def rounds_of(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str
 def report(title: str, unit: str, results: dict[str, list[float]]) -> None:
     print(title)
     for name, values in results.items():
-        line = f"  {name:20} {statistics.median(values):10.1f} {unit}  {ratio_columns(name, results)}"
+        line = (
+            f"  {name:20} {statistics.median(values):10.1f} {unit}  {ratio_columns(name, results)}"
+        )
         print(line.rstrip())
 
 

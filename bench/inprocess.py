@@ -14,7 +14,7 @@ this thread's CPU time per request (other processes and background threads, such
 reporter or an exporter, do not count), and every ratio is the median of the per-round ratios.
 After the rounds every instrumentation must have recorded exactly the requests it was sent.
 
-    .venv/bin/python bench/inprocess.py [--frameworks fastapi,flask] [--rounds 40] [--batch 50]
+    .venv/bin/python bench/inprocess.py [--frameworks fastapi,flask] [--rounds 500] [--batch 20]
 """
 
 from __future__ import annotations
@@ -189,9 +189,10 @@ def _paths(workload: str, count: int, ids: Iterator[int]) -> list[str]:
 
 
 def measure(
-    framework: str,
+    drive: Driver,
     built: Mapping[str, Built],
     workload: str,
+    ids: Iterator[int],
     *,
     rounds: int,
     batch: int,
@@ -204,32 +205,27 @@ def measure(
     chunks, or if an instrumentation recorded other than the requests it was sent.
     """
     variants = list(built)
-    ids = itertools.count(1_000_000)
     chunks = STREAM_CHUNKS if workload == "stream" else 1
-    drive = Driver(framework)
-    try:
-        for item in built.values():  # warm up: middleware stacks, route tables, first start
-            drive.batch(item.app, _paths(workload, batch, ids))
-        before = {n: b.recorded() for n, b in built.items() if b.recorded is not None}
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        for index in range(rounds):
-            turn = index % len(variants)
-            for name in [*variants[turn:], *variants[:turn]]:
-                paths = _paths(workload, batch, ids)
-                ns, seen = drive.batch(built[name].app, paths)
-                _check(built[name], seen, batch, chunks)
-                times[name].append(ns / batch)
-            if time.monotonic() > deadline:
-                break
-    finally:
-        drive.close()
+    for item in built.values():  # warm up: middleware stacks, route tables, first start
+        drive.batch(item.app, _paths(workload, batch, ids))
+    before = {n: b.recorded() for n, b in built.items() if b.recorded is not None}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for index in range(rounds):
+        turn = index % len(variants)
+        for name in [*variants[turn:], *variants[:turn]]:
+            paths = _paths(workload, batch, ids)
+            ns, seen = drive.batch(built[name].app, paths)
+            _check(built[name], seen, batch, chunks)
+            times[name].append(ns / batch)
+        if time.monotonic() > deadline:
+            break
     for name, start in before.items():
         recorder = built[name].recorded
         assert recorder is not None
         got, sent = recorder() - start, len(times[name]) * batch
         if got != sent:
             raise RuntimeError(
-                f"{framework}/{name} recorded {got} of the {sent} requests it was sent; its "
+                f"{name} recorded {got} of the {sent} requests it was sent; its "
                 "instrumentation is not measuring what this benchmark sends"
             )
     return times
@@ -272,10 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workloads", type=name_list(list(WORKLOADS)), default=list(WORKLOADS), help="comma list"
     )
-    parser.add_argument("--rounds", type=positive_int, default=40, help="rounds per workload")
-    parser.add_argument("--batch", type=positive_int, default=50, help="requests per batch")
+    parser.add_argument("--rounds", type=positive_int, default=500, help="rounds per workload")
+    parser.add_argument("--batch", type=positive_int, default=20, help="requests per batch")
     parser.add_argument(
-        "--stream-batch", type=positive_int, default=5, help="streamed responses per batch"
+        "--stream-batch", type=positive_int, default=2, help="streamed responses per batch"
     )
     parser.add_argument(
         "--seconds", type=positive_int, default=120, help="time limit per workload (seconds)"
@@ -301,19 +297,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             print(f"  (peers not installed, left out: {', '.join(missing)}; {BENCH_EXTRA_HINT})")
         built = {name: build(framework, name) for name in variants}
-        for workload in args.workloads:
-            batch = args.stream_batch if workload == "stream" else args.batch
-            times = measure(
-                framework,
-                built,
-                workload,
-                rounds=args.rounds,
-                batch=batch,
-                deadline=time.monotonic() + args.seconds,
-            )
-            rounds = len(times["bare"])
-            print(f" {WORKLOADS[workload]}: {rounds} rounds of {batch}")
-            report(workload, times)
+        ids = itertools.count(1_000_000)
+        drive = Driver(framework)
+        try:
+            for workload in args.workloads:
+                batch = args.stream_batch if workload == "stream" else args.batch
+                times = measure(
+                    drive,
+                    built,
+                    workload,
+                    ids,
+                    rounds=args.rounds,
+                    batch=batch,
+                    deadline=time.monotonic() + args.seconds,
+                )
+                print(f" {WORKLOADS[workload]}: {len(times['bare'])} rounds of {batch}")
+                report(workload, times)
+        finally:
+            drive.close()
     print(f"\n1-minute load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -9,7 +9,7 @@ events). Each round loads every variant once, in an order that turns every round
 second and the server's CPU time per request are medians over the rounds, ratios the medians of
 the per-round ratios. Before any load every server must answer both endpoints in full.
 
-    .venv/bin/python bench/peers.py [--frameworks fastapi,flask] [--rounds 5] [--seconds 3]
+    .venv/bin/python bench/peers.py [--frameworks fastapi,flask] [--rounds 6] [--seconds 3]
 
 Every server started here is stopped here; every load is bounded by wrk's duration and a
 timeout around it.
@@ -230,21 +230,13 @@ def run_wrk(server: Server, endpoint: str, *, seconds: int, connections: int, cp
     """Load ``server`` on ``endpoint`` for ``seconds`` with one wrk thread; fail on any error."""
     path, _ = ENDPOINTS[endpoint]
     url = f"http://{HOST}:{server.port}{path}"
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_ITEMS_SCRIPT if endpoint == "items" else "")
-    argv = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "10s",
-        "-s",
-        script.name,
-        url,
-    ]
-    cpu = server.cpu_seconds()
-    try:
+    with tempfile.TemporaryDirectory(prefix="concmon-wrk-") as tmp:
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", url]
+        if endpoint == "items":
+            script = Path(tmp) / "items.lua"
+            script.write_text(_ITEMS_SCRIPT)
+            argv[1:1] = ["-s", str(script)]
+        cpu = server.cpu_seconds()
         done = subprocess.run(
             _pinned(argv, cpus.load),
             capture_output=True,
@@ -252,8 +244,6 @@ def run_wrk(server: Server, endpoint: str, *, seconds: int, connections: int, cp
             timeout=seconds + 30,
             check=False,
         )
-    finally:
-        os.unlink(script.name)
     spent = server.cpu_seconds() - cpu
     out = done.stdout
     rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
@@ -311,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--endpoints", type=name_list(list(ENDPOINTS)), default=list(ENDPOINTS), help="comma list"
     )
-    parser.add_argument("--rounds", type=positive_int, default=5)
+    parser.add_argument("--rounds", type=positive_int, default=6)
     parser.add_argument("--seconds", type=positive_int, default=3, help="seconds per wrk run")
     parser.add_argument("--connections", type=positive_int, default=32)
     parser.add_argument(
