@@ -282,8 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     print(
-        f"in-process, this thread's CPU time per request (median over rounds); "
-        f"1-minute load average {os.getloadavg()[0]:.2f}"
+        "in-process, this thread's CPU time per request (median over rounds); ratios are of "
+        f"time, lower is cheaper; 1-minute load average {os.getloadavg()[0]:.2f}"
     )
     for framework in args.frameworks:
         variants, missing = available(framework)

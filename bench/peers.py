@@ -324,8 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpus = Cpus.plan()
     print(
         f"over HTTP on {HOST}: wrk with 1 thread and {args.connections} connections, {args.rounds} "
-        f"rounds of {args.seconds} s per variant and endpoint; {cpus.describe()}; "
-        f"1-minute load average {os.getloadavg()[0]:.2f}"
+        f"rounds of {args.seconds} s per variant and endpoint; {cpus.describe()}; req/s ratios "
+        f"are of throughput, higher is better; 1-minute load average {os.getloadavg()[0]:.2f}"
     )
     for framework in args.frameworks:
         variants, missing = available(framework)
