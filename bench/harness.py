@@ -112,8 +112,11 @@ def _importable(module: str) -> bool:
 
 
 def available(framework: str) -> tuple[list[str], list[str]]:
-    """The variants of ``framework`` that can be built here, and the peers that cannot."""
+    """The variants of ``framework`` that can be built here, and those that cannot (all of
+    them when the framework itself is not installed)."""
     variants = FASTAPI_VARIANTS if framework == "fastapi" else FLASK_VARIANTS
+    if not _importable(framework):
+        return [], list(variants)
     found: list[str] = []
     missing: list[str] = []
     for name in variants:
@@ -126,17 +129,16 @@ def available(framework: str) -> tuple[list[str], list[str]]:
     return found, missing
 
 
+def missing_modules(modules: Sequence[str]) -> list[str]:
+    """Those of ``modules`` that cannot be imported here."""
+    return [module for module in modules if not _importable(module)]
+
+
 def missing_bench_extra() -> list[str]:
     """The packages of the `bench` extra that are not installed here (empty when all are)."""
-    needed = [
-        "fastapi",
-        "flask",
-        "uvicorn",
-        "gunicorn",
-        *PEER_MODULES.values(),
-        *_OTEL_MODULES.values(),
-    ]
-    return [module for module in needed if not _importable(module)]
+    return missing_modules(
+        ["fastapi", "flask", "uvicorn", "gunicorn", *PEER_MODULES.values(), *_OTEL_MODULES.values()]
+    )
 
 
 # -- the apps -------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from bench.harness import (  # noqa: E402
     STREAM_CHUNKS,
     available,
     median_ratio,
-    missing_bench_extra,
+    missing_modules,
     name_list,
     positive_int,
     ratio_columns,
@@ -82,6 +82,7 @@ def _argv(framework: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+SERVERS = {"fastapi": "uvicorn", "flask": "gunicorn"}
 SERVER_NAMES = {"fastapi": "uvicorn, 1 worker", "flask": "gunicorn gthread, 1 worker, 8 threads"}
 
 
@@ -311,9 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print(f"peers.py: wrk is not installed; {WRK_HINT}", file=sys.stderr)
         return 2
-    servers_missing = [
-        m for m in missing_bench_extra() if m in ("fastapi", "flask", "uvicorn", "gunicorn")
-    ]
+    servers_missing = missing_modules(
+        [m for framework in args.frameworks for m in (framework, SERVERS[framework])]
+    )
     if servers_missing:
         print(
             f"peers.py: {', '.join(servers_missing)} not installed; {BENCH_EXTRA_HINT}",
