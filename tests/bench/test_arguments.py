@@ -1,7 +1,7 @@
-"""Every benchmark turns a count or a duration that cannot work into one line naming the option.
+"""Every benchmark refuses a count or a name that cannot work with one line naming the option.
 
-A zero number of rounds used to run to the end and die in ``statistics.median`` with a
-traceback; argparse now refuses it before anything starts.
+A zero number of rounds would run to the end and die in ``statistics.median`` with a traceback;
+argparse refuses it before anything starts.
 """
 
 from __future__ import annotations
@@ -10,23 +10,25 @@ import pytest
 
 from tests.bench import run_bench
 
-CASES = [
-    ("asgi.py", "--rounds", "0"),
-    ("asgi.py", "--duration", "-1"),
-    ("wsgi.py", "--rounds", "0"),
-    ("wsgi.py", "--seconds", "soon"),
-    ("simultaneous.py", "--replicas", "0"),
-    ("instructions.py", "--extra", "-5"),
-    ("bytecodes.py", "--requests", "0"),
-    ("peers.py", "--batch", "0"),
+COUNTS = [
     ("core.py", "--pairs", "0"),
-    ("exporters.py", "--workers", "0"),
-    ("cli_show.py", "--mb", "x"),
+    ("core.py", "--endpoints", "-3"),
+    ("inprocess.py", "--rounds", "0"),
+    ("inprocess.py", "--batch", "many"),
+    ("peers.py", "--seconds", "0"),
+    ("peers.py", "--connections", "1.5"),
+    ("scrape.py", "--scrapes", "0"),
+]
+NAMES = [
+    ("inprocess.py", "--frameworks", "fastapi,falsk", "falsk"),
+    ("inprocess.py", "--workloads", "streaming", "streaming"),
+    ("peers.py", "--endpoints", "items,sleep", "sleep"),
 ]
 
 
-@pytest.mark.parametrize(("script", "option", "value"), CASES)
+@pytest.mark.parametrize(("script", "option", "value"), COUNTS)
 def test_bad_count_is_one_line(script: str, option: str, value: str) -> None:
+    """A zero, negative or non-whole count exits 2 with argparse's line naming the option."""
     done = run_bench(script, option, value)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
@@ -34,20 +36,11 @@ def test_bad_count_is_one_line(script: str, option: str, value: str) -> None:
     assert f"argument {option}: must be" in last, last
 
 
-def test_variant_selection_names_what_is_unknown() -> None:
-    """instructions.py and bytecodes.py share one reading of --frameworks and --peers."""
-    from bench.peers import selected
-
-    assert [(fw.name, v) for fw, v in selected("fastapi", "none")] == [
-        ("fastapi", ["bare", "concmon"])
-    ]
-    chosen = selected("fastapi,flask", "instrumentator,opentelemetry")
-    assert [v for _, v in chosen] == [
-        ["bare", "concmon", "instrumentator", "opentelemetry"],
-        ["bare", "concmon", "opentelemetry"],
-    ]
-    assert len(selected("flask", "all")[0][1]) == 4
-    with pytest.raises(ValueError, match="unknown framework 'falsk'"):
-        selected("falsk", "all")
-    with pytest.raises(ValueError, match="unknown peer instrumentor; choose from"):
-        selected("fastapi", "instrumentor")
+@pytest.mark.parametrize(("script", "option", "value", "unknown"), NAMES)
+def test_unknown_name_is_one_line(script: str, option: str, value: str, unknown: str) -> None:
+    """A misspelt framework, workload or endpoint is named, with the choices, before any run."""
+    done = run_bench(script, option, value)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"argument {option}: unknown name {unknown}; choose from" in last, last
