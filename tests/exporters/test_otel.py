@@ -129,6 +129,6 @@ def test_otel_sink_loads_by_entry_point_on_the_global_provider(
     concmon.init_monitor(update_interval=3600, start_reporter=False)
     runtime = concmon.get_runtime()
     assert runtime is not None and runtime.plugins.names() == ["otel"]
-    sink = runtime.plugins.pm.get_plugin("otel")
+    sink = runtime.plugins.get("otel")
     assert isinstance(sink, OpenTelemetrySink) and sink.meter is not None
     assert runtime.monitor.sink_errors == {}

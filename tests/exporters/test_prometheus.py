@@ -320,7 +320,7 @@ def test_prometheus_sink_loads_by_entry_point_and_serves_metrics_on_its_port(
     monitor = concmon.init_monitor(update_interval=3600)
     runtime = concmon.get_runtime()
     assert runtime is not None and "prometheus" in runtime.plugins.names()
-    sink = runtime.plugins.pm.get_plugin("prometheus")
+    sink = runtime.plugins.get("prometheus")
     assert isinstance(sink, prometheus.PrometheusSink) and sink.port
     monitor.http.begin("/served")
     resp = httpx.get(
