@@ -214,15 +214,18 @@ def test_scope_marked_by_an_outer_instance_passes_through() -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"max_concurrency": 0}, "max_concurrency must be a whole number of at least 1"),
-        ({"max_concurrency": "10"}, "max_concurrency must be a whole number"),
+        ({"max_concurrency": 0}, "max_concurrency=0 is not valid: expected a whole number of at"),
+        ({"max_concurrency": "10"}, "max_concurrency='10' is not valid: expected a whole number"),
         ({"max_queue": 5}, "need max_concurrency"),
-        ({"max_concurrency": 2, "queue_timeout": -1}, "queue_timeout must be a number of seconds"),
-        ({"failed_status": 99}, "failed_status must be a status code"),
-        ({"json_path": "concurrency"}, "json_path must be a path starting with '/'"),
-        ({"exclude_paths": "/health"}, "exclude_paths must be a list of paths"),
-        ({"metrics_allow": ["not-an-ip"]}, "metrics_allow entry 'not-an-ip'"),
-        ({"names": {"/x": ""}}, "names must map route templates"),
+        ({"max_concurrency": 2, "queue_timeout": -1}, "queue_timeout=-1 is not valid: expected a"),
+        ({"failed_status": 99}, "failed_status=99 is not valid: expected a status code"),
+        ({"json_path": "concurrency"}, "json_path='concurrency' is not valid: expected a path"),
+        ({"exclude_paths": ["health"]}, "exclude_paths=['health'] is not valid: expected paths"),
+        ({"metrics_allow": ["not-an-ip"]}, "metrics_allow=['not-an-ip'] is not valid"),
+        ({"names": {"/x": ""}}, "names={'/x': ''} is not valid: expected a mapping of route"),
+        ({"loop_lag_interval": True}, "loop_lag_interval=True is not valid"),
+        ({"prometheus": True, "json_path": "/metrics"}, "json_path and metrics_path are both"),
+        ({"max_concurency": 3}, "unknown option 'max_concurency'; expected one of"),
     ],
 )
 def test_bad_options_fail_at_install_with_one_line(options: dict[str, Any], fragment: str) -> None:
