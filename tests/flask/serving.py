@@ -17,18 +17,27 @@ from tests.servers import HOST
 
 
 @contextlib.contextmanager
-def werkzeug_thread(app: Any) -> Iterator[str]:
-    """Serve ``app`` with werkzeug's threaded server on 127.0.0.1; yields the base URL."""
-    server = make_server(HOST, 0, app, threaded=True)
+def werkzeug_thread(app: Any, host: str = HOST) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's threaded server on ``host`` (a loopback address, IPv6
+    ones included); yields the base URL a client reaches it at."""
+    server = make_server(host, 0, app, threaded=True)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield f"http://{HOST}:{server.server_port}"
+        yield f"http://{client_host(host)}:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(15)
+
+
+def client_host(host: str) -> str:
+    """The host part of a URL reaching a server bound to ``host``: an IPv4 client reaches a
+    socket bound to an IPv4-mapped address (``::ffff:127.0.0.1``) at the IPv4 address."""
+    if host.startswith("::ffff:"):
+        return host.removeprefix("::ffff:")
+    return f"[{host}]" if ":" in host else host
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
