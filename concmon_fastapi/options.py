@@ -4,7 +4,7 @@ Its own are the route naming (``names``, ``name_for``), the admission gate (``ma
 ``max_queue``, ``queue_timeout``, ``retry_after``) and the event-loop probe
 (``loop_lag_interval``). ``install()`` checks them eagerly, so a typo fails when the
 application is assembled rather than on its first request (Starlette builds the middleware
-stack lazily). ``python -m concmon_fastapi.options`` prints the table docs/fastapi.md carries.
+stack lazily). The option table in docs/fastapi.md is ``options_table(Options)``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
-from concmon.adapter_options import AdapterOptions, option, options_table
+from concmon.adapter_options import AdapterOptions, option
 
 Scope = MutableMapping[str, Any]
 
@@ -101,7 +101,3 @@ class Options(AdapterOptions):
         if self.retry_after is not None:
             return self.retry_after
         return max(1, math.ceil(self.queue_timeout)) if self.queue_timeout is not None else 1
-
-
-if __name__ == "__main__":
-    print(options_table(Options))

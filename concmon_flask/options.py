@@ -6,7 +6,7 @@ Every option can be given as a keyword argument of :class:`concmon_flask.ConcMon
 :func:`concmon.init_monitor`; where neither gives a value, the core's environment variables
 apply. A value the adapter cannot use raises :class:`concmon.ConfigError` with one line naming
 the option and what it accepts, at start-up rather than on the first request.
-``python -m concmon_flask.options`` prints the table docs/flask.md carries.
+The option table in docs/flask.md is ``options_table(Options)``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final, Self
 
 from concmon import ConfigError, Settings
-from concmon.adapter_options import AdapterOptions, Flag, option, options_table
+from concmon.adapter_options import AdapterOptions, Flag, option
 
 CONFIG_PREFIX: Final = "CONCMON_"
 
@@ -63,7 +63,3 @@ def from_config(config: Mapping[str, Any]) -> dict[str, Any]:
                 )
             found[name] = value
     return found
-
-
-if __name__ == "__main__":
-    print(options_table(Options))

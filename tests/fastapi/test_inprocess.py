@@ -244,3 +244,77 @@ def test_install_refuses_something_that_is_not_a_starlette_app() -> None:
 
     with pytest.raises(ConfigError, match="ConcMonMiddleware"):
         install(bare)
+
+
+def test_middle_chunks_reach_the_server_send_untouched() -> None:
+    """Each chunk but the last gets the server's own awaitable back (no coroutine of ours),
+    and the request stays active until the last one."""
+    from concmon_fastapi import ConcMonMiddleware
+
+    class Sent:
+        def __await__(self) -> Any:
+            return iter(())
+
+    handed: list[Sent] = []
+    returned: list[object] = []
+    active_before_last: list[int] = []
+
+    def server_send(message: Any) -> Sent:
+        handed.append(Sent())
+        return handed[-1]
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(3):
+            returned.append(send({"type": "http.response.body", "body": b"x", "more_body": True}))
+            await returned[-1]  # type: ignore[misc]
+        active_before_last.append(snap().active)
+        await send({"type": "http.response.body", "body": b""})
+
+    asyncio.run(
+        ConcMonMiddleware(streaming, loop_lag_interval=None)(scope("/s"), receive, server_send)
+    )
+    assert returned == handed[1:4]
+    assert all(got is sent for got, sent in zip(returned, handed[1:4], strict=True))
+    assert active_before_last == [1]
+    stats = check_balanced(snap()).endpoints["/{path:path}"]
+    assert (stats.completed, stats.failed, stats.cancelled) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+def test_client_gone_at_a_middle_chunk_counts_cancelled(spec_version: str) -> None:
+    """The server's send raising OSError mid-stream (Starlette turns it into ClientDisconnect
+    on ASGI 2.4) ends the request cancelled, not failed, and the error still propagates."""
+    from starlette.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/feed")
+    async def feed() -> StreamingResponse:
+        async def chunks() -> Any:
+            for i in range(10):
+                yield f"data: {i}\n\n".encode()
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    install(app, loop_lag_interval=None)
+    bodies = 0
+
+    async def gone_after_two(message: Any) -> None:
+        nonlocal bodies
+        if message["type"] == "http.response.body":
+            bodies += 1
+            if bodies == 3:
+                raise ClientDisconnected()
+
+    async def client_stays() -> dict[str, Any]:
+        await asyncio.sleep(30)  # neither more body nor a disconnect message: only send fails
+        return {"type": "http.disconnect"}
+
+    request = scope("/feed")
+    request["asgi"]["spec_version"] = spec_version
+    with pytest.raises(Exception) as raised:
+        asyncio.run(asyncio.wait_for(app(request, client_stays, gone_after_two), 10))
+    assert type(raised.value).__name__ in ("ClientDisconnected", "ClientDisconnect")
+    stats = check_balanced(snap()).endpoints["/feed"]
+    assert (stats.completed, stats.cancelled, stats.failed) == (1, 1, 0)
