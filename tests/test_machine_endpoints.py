@@ -10,12 +10,8 @@ compared with each other as well as with the table.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,7 +19,8 @@ import pytest
 
 from concmon_fastapi import ConcMonMiddleware
 from concmon_flask import ConcMonWSGIMiddleware
-from tests.flask.serving import client_host, werkzeug_thread
+from tests.flask.serving import werkzeug_thread
+from tests.servers import uvicorn_thread
 
 pytestmark = pytest.mark.slow
 
@@ -118,30 +115,6 @@ def _dispatch_wsgi(apps: list[Any]) -> Callable[..., Any]:
     return dispatch
 
 
-@contextlib.contextmanager
-def _uvicorn_on(app: Any, host: str) -> Iterator[str]:
-    """uvicorn serving ``app`` on a socket bound to ``host``; yields the base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])))
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        yield f"http://{client_host(host)}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-
-
 def _ask(client: httpx.Client, path: str, header: str | None, method: str) -> httpx.Response:
     headers = {"authorization": header} if header is not None else {}
     return client.request(method, path, headers=headers)
@@ -165,7 +138,7 @@ def test_both_adapters_answer_the_access_table_alike(host: str) -> None:
         for i, config in enumerate(configs)
     ]
     with (
-        _uvicorn_on(_dispatch_asgi(asgi), host) as asgi_url,
+        uvicorn_thread(_dispatch_asgi(asgi), host, lifespan="off") as asgi_url,
         werkzeug_thread(_dispatch_wsgi(wsgi), host) as wsgi_url,
         httpx.Client(base_url=asgi_url, timeout=20) as to_asgi,
         httpx.Client(base_url=wsgi_url, timeout=20) as to_wsgi,

@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from concmon import ConcurrencyMonitor, Snapshot
 from concmon.testing import check_balanced
-from tests.servers import HOST
+from tests.servers import HOST, url_host
 
 
 @contextlib.contextmanager
@@ -25,19 +25,11 @@ def werkzeug_thread(app: Any, host: str = HOST) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield f"http://{client_host(host)}:{server.server_port}"
+        yield f"http://{url_host(host)}:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(15)
-
-
-def client_host(host: str) -> str:
-    """The host part of a URL reaching a server bound to ``host``: an IPv4 client reaches a
-    socket bound to an IPv4-mapped address (``::ffff:127.0.0.1``) at the IPv4 address."""
-    if host.startswith("::ffff:"):
-        return host.removeprefix("::ffff:")
-    return f"[{host}]" if ":" in host else host
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
