@@ -49,7 +49,7 @@ _FAILED = Outcome.FAILED
 _CANCELLED = Outcome.CANCELLED
 
 _CAUSES_WALKED: Final = 8
-"""How far down an exception's chain of causes the client's departure is looked for."""
+"""How far down an exception's causes (and groups) the client's departure is looked for."""
 
 
 class InstallOptions(TypedDict, total=False):
@@ -140,21 +140,32 @@ def _outcome(exchange: _Exchange, exc: BaseException) -> Outcome:
 
     An ``OSError`` raised inside the server's ``send`` is the client going away: cancelled,
     also when the application turned it into an error of its own on the way up (Starlette
-    raises ``ClientDisconnect`` from it). Any other ``OSError`` (an upstream connection
-    refused, say) is the application's failure. The traceback tells them apart: it holds every
-    frame the error passed through, the server's ``send`` among them if it came from there.
-    Only the error path pays for the walk.
+    raises ``ClientDisconnect`` from it) or gathered it into an exception group (a task group
+    whose task was streaming). Any other ``OSError`` (an upstream connection refused, say) is
+    the application's failure. The traceback tells them apart: it holds every frame the error
+    passed through, the server's ``send`` among them if it came from there. Only the error
+    path pays for the walk.
     """
-    if exchange.status:
-        code = _code_of(exchange._send)
-        error: BaseException | None = exc
-        for _ in range(_CAUSES_WALKED):
-            if error is None:
-                break
-            if isinstance(error, OSError) and _passed_through(error, code):
-                return _CANCELLED
-            error = error.__cause__ or error.__context__
+    if exchange.status and _client_gone(exc, _code_of(exchange._send)):
+        return _CANCELLED
     return outcome_for(type(exc))
+
+
+def _client_gone(exc: BaseException, code: object, depth: int = 0) -> bool:
+    error: BaseException | None = exc
+    for _ in range(_CAUSES_WALKED):
+        if error is None:
+            return False
+        if isinstance(error, OSError) and _passed_through(error, code):
+            return True
+        if (
+            isinstance(error, BaseExceptionGroup)
+            and depth < _CAUSES_WALKED
+            and any(_client_gone(member, code, depth + 1) for member in error.exceptions)
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _passed_through(error: BaseException, code: object) -> bool:

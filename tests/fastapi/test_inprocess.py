@@ -318,3 +318,34 @@ def test_client_gone_at_a_middle_chunk_counts_cancelled(spec_version: str) -> No
     assert type(raised.value).__name__ in ("ClientDisconnected", "ClientDisconnect")
     stats = check_balanced(snap()).endpoints["/feed"]
     assert (stats.completed, stats.cancelled, stats.failed) == (1, 1, 0)
+
+
+def test_client_gone_inside_a_task_group_counts_cancelled() -> None:
+    """A body streamed from a task group's task: the server's OSError arrives wrapped in an
+    ExceptionGroup, and the request still counts cancelled."""
+    from concmon_fastapi import ConcMonMiddleware
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        async def body() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(5):
+                await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(body())
+
+    chunks = 0
+
+    async def gone_at_the_third(message: Any) -> None:
+        nonlocal chunks
+        if message["type"] == "http.response.body":
+            chunks += 1
+            if chunks == 3:
+                raise ClientDisconnected()
+
+    middleware = ConcMonMiddleware(streaming, loop_lag_interval=None)
+    with pytest.raises(ExceptionGroup):
+        asyncio.run(middleware(scope("/s"), receive, gone_at_the_third))
+    stats = check_balanced(snap()).endpoints["/{path:path}"]
+    assert (stats.completed, stats.cancelled, stats.failed) == (1, 1, 0)
