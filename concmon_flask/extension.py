@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from flask import Flask, Request
 
-from concmon import ConcurrencyMonitor, init_monitor
+from concmon import ConcurrencyMonitor, EndpointGroup, init_monitor
 from concmon_flask.options import Options, core_options, from_config
 from concmon_flask.wsgi import ENVIRON_KEY, UNMATCHED_NAME, ConcMonWSGIMiddleware, Exchange
 
@@ -34,7 +34,7 @@ EXTENSION_KEY: Final = "concmon"
 _VIEW_ARGS: Final = "_concmon_view_args"
 
 
-def naming_request_class(base: type[Request], group: Any) -> type[Request]:
+def naming_request_class(base: type[Request], group: EndpointGroup) -> type[Request]:
     """``base`` whose ``view_args`` setter begins the request's count.
 
     Flask stores the match as ``request.url_rule, request.view_args = ...``: by the time

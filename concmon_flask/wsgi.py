@@ -187,7 +187,7 @@ class ConcMonWSGIMiddleware:
             raise TypeError("pass either options= or option keywords, not both")
         self.app = app
         self.options = options
-        self.monitor = monitor if monitor is not None else get_monitor()
+        self.monitor = monitor = monitor if monitor is not None else get_monitor()
         self._group = self.monitor.http
         self._endpoint = endpoint
         threshold = options.failed_status.threshold
@@ -195,7 +195,7 @@ class ConcMonWSGIMiddleware:
         self._failed_from = str(threshold) if threshold is not None else None
         self._failed = options.failed_status
         self._prefixes = options.excluded_prefixes
-        self._endpoints = MachineEndpoints(options, lambda: self.monitor)
+        self._endpoints = MachineEndpoints(options, lambda: monitor)
         # In multi-process mode every worker publishes from its start (a worker forked from a
         # preloaded master picks this up under its own pid), so scrapes of any worker see all.
         self._endpoints.activate()
