@@ -7,7 +7,7 @@ from typing import Any, Unpack
 
 from concmon import ConfigError
 from concmon_fastapi.middleware import ConcMonMiddleware, InstallOptions, MiddlewareState
-from concmon_fastapi.options import make_options
+from concmon_fastapi.options import Options
 
 logger = logging.getLogger("concmon")
 
@@ -25,7 +25,7 @@ def install(app: Any, **options: Unpack[InstallOptions]) -> None:
             "concmon_fastapi: install() takes a FastAPI or Starlette application; wrap any "
             f"other ASGI application as ConcMonMiddleware(app) instead (got {type(app).__name__})"
         )
-    state = MiddlewareState(make_options(**options))
+    state = MiddlewareState(Options.parse(options))
     if any(getattr(m, "cls", None) is ConcMonMiddleware for m in user_middleware):
         logger.debug("concmon: install() called again on the same application; nothing to do")
         return

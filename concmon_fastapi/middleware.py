@@ -2,18 +2,16 @@
 
 A request is active from the moment the middleware receives it until the last body chunk has
 been sent, the application raised, or the client went away. Everything a single request needs
-lives in its own :class:`_Exchange`; the middleware object holds configuration and caches only,
-so interleaved requests can never mix their data, and a stack built twice (or two instrumented
-applications, one mounted in the other) counts each request once: the first instance to see a
-request marks its scope and every later one passes it straight through.
+lives in its own :class:`_Exchange` (the core's ticket among it); the middleware object holds
+configuration and caches only, so interleaved requests can never mix their data, and a stack
+built twice (or two instrumented applications, one mounted in the other) counts each request
+once: the first instance to see a request marks its scope and every later one passes it
+straight through.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
-import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, TypedDict, Unpack
@@ -24,15 +22,15 @@ from concmon import (
     EndpointGroup,
     Outcome,
     Ticket,
-    get_monitor,
     init_monitor,
     outcome_for,
     shutdown_monitor,
 )
-from concmon.system import SystemSampler
+from concmon.adapter_options import FailedStatus
+from concmon.endpoints import TEXT, Answer, MachineEndpoints, answer
 from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate
-from concmon_fastapi.options import Options, Scope, make_options
+from concmon_fastapi.options import Options, Scope
 from concmon_fastapi.probe import start_probe, stop_probe
 from concmon_fastapi.routes import CATCH_ALL, RouteTable, find_router
 
@@ -47,23 +45,25 @@ SCOPE_MARK: Final = "concmon.counted"
 """Scope key set by the instance that counts a request; later instances pass it through."""
 
 _OK = Outcome.OK
-_new = object.__new__
 _FAILED = Outcome.FAILED
 _CANCELLED = Outcome.CANCELLED
+
+_CAUSES_WALKED: Final = 8
+"""How far down an exception's causes (and groups) the client's departure is looked for."""
 
 
 class InstallOptions(TypedDict, total=False):
     """Keyword options of :func:`install` and :class:`ConcMonMiddleware` (docs/fastapi.md)."""
 
-    exclude_paths: list[str] | tuple[str, ...] | frozenset[str] | set[str]
+    exclude_paths: list[str] | tuple[str, ...] | frozenset[str] | set[str] | str
     names: dict[str, str]
     name_for: Callable[[Scope], str] | None
-    failed_status: int | Callable[[int], bool]
+    failed_status: int | Callable[[int], bool] | None
     max_concurrency: int | None
     max_queue: int | None
     queue_timeout: float | None
     retry_after: int | None
-    json_path: str | None
+    json_path: str | bool | None
     prometheus: bool
     metrics_path: str | None
     metrics_token: str | None
@@ -72,7 +72,7 @@ class InstallOptions(TypedDict, total=False):
 
 
 class MiddlewareState:
-    """What every instance built from one ``install()`` shares: options and the gate.
+    """What every instance built from one ``install()`` shares: options, gate and endpoints.
 
     Starlette builds its middleware stack lazily and may build it again; sharing this object
     keeps one admission gate, not one per build.
@@ -85,6 +85,7 @@ class MiddlewareState:
             if options.max_concurrency is not None
             else None
         )
+        self.endpoints = MachineEndpoints(options)
         self.started = False
         self.startup_error: ConfigError | None = None
         self.monitor: ConcurrencyMonitor | None = None
@@ -92,69 +93,88 @@ class MiddlewareState:
         self.group: EndpointGroup | None = None
 
 
-class _Exchange(Ticket):
-    """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status.
+class _Exchange:
+    """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status."""
 
-    It is the core's ticket itself (a subclass with four more slots), so a request costs one
-    allocation for all its state.
-    """
+    __slots__ = ("_failed", "_receive", "_send", "status", "ticket")
 
-    __slots__ = ("_owner", "_receive", "_send", "status")
-
-    _owner: ConcMonMiddleware
-    _receive: Receive
-    _send: Send
-    status: int
+    def __init__(self, ticket: Ticket, send: Send, receive: Receive, failed: FailedStatus) -> None:
+        self.ticket = ticket
+        self._send = send
+        self._receive = receive
+        self._failed = failed
+        self.status = 0
 
     def send(self, message: Message) -> Awaitable[None]:
-        # Not a coroutine: the response head is handed to the server's own send untouched, so
-        # the common message costs no frame of ours. If that send raises because the client
-        # is gone, the error travels up through the application to ``__call__`` (see
-        # ``_outcome``); only body messages need their completion watched.
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            return self._send(message)
-        return self._body(message)
-
-    async def _body(self, message: Message) -> None:
+        # Not a coroutine: every message but the last is handed to the server's own send and
+        # its awaitable returned as it is, so a streamed chunk costs no frame of ours. If that
+        # send raises because the client is gone, the error travels up through the
+        # application to ``__call__`` (see ``_outcome``).
         kind = message["type"]
-        try:
-            await self._send(message)
-        except OSError:  # the client is gone (uvicorn's ClientDisconnected is an OSError)
-            self.finish(_CANCELLED)
-            raise
-        if (
-            kind == "http.response.body" and not message.get("more_body", False)
-        ) or kind == "http.response.pathsend":
-            owner = self._owner
-            rule = owner._failed
-            failed = self.status >= owner._threshold if rule is None else rule(self.status)
-            self.finish(_FAILED if failed else _OK)
+        if kind == "http.response.body":
+            if message.get("more_body", False):
+                return self._send(message)
+            return self._last(message)
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif kind == "http.response.pathsend":
+            return self._last(message)
+        return self._send(message)
+
+    async def _last(self, message: Message) -> None:
+        await self._send(message)
+        rule = self._failed
+        # Compared here, not by calling the rule: that call adds 9 % to the adapter's instructions.
+        failed = self.status >= rule.threshold if rule.threshold is not None else rule(self.status)
+        self.ticket.finish(_FAILED if failed else _OK)
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] == "http.disconnect":
-            self.finish(_CANCELLED)  # a no-op once the response is complete
+            self.ticket.finish(_CANCELLED)  # a no-op once the response is complete
         return message
 
 
 def _outcome(exchange: _Exchange, exc: BaseException) -> Outcome:
     """How a request ended that raised ``exc`` out of the application.
 
-    An ``OSError`` raised inside the server's ``send`` (the client went away while the head
-    was being written) is a cancellation, like the body's; any other ``OSError`` (an upstream
-    connection refused, say) is the application's failure. The traceback tells them apart: it
-    holds every frame the error passed through, the server's ``send`` among them if it came
-    from there. Only the error path pays for the walk.
+    An ``OSError`` raised inside the server's ``send`` is the client going away: cancelled,
+    also when the application turned it into an error of its own on the way up (Starlette
+    raises ``ClientDisconnect`` from it) or gathered it into an exception group (a task group
+    whose task was streaming). Any other ``OSError`` (an upstream connection refused, say) is
+    the application's failure. The traceback tells them apart: it holds every frame the error
+    passed through, the server's ``send`` among them if it came from there. Only the error
+    path pays for the walk.
     """
-    if isinstance(exc, OSError) and exchange.status:
-        code = _code_of(exchange._send)
-        tb = exc.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code is code:
-                return _CANCELLED
-            tb = tb.tb_next
+    if exchange.status and _client_gone(exc, _code_of(exchange._send)):
+        return _CANCELLED
     return outcome_for(type(exc))
+
+
+def _client_gone(exc: BaseException, code: object, depth: int = 0) -> bool:
+    error: BaseException | None = exc
+    for _ in range(_CAUSES_WALKED):
+        if error is None:
+            return False
+        if isinstance(error, OSError) and _passed_through(error, code):
+            return True
+        if (
+            isinstance(error, BaseExceptionGroup)
+            and depth < _CAUSES_WALKED
+            and any(_client_gone(member, code, depth + 1) for member in error.exceptions)
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _passed_through(error: BaseException, code: object) -> bool:
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _code_of(func: object) -> object:
@@ -163,17 +183,6 @@ def _code_of(func: object) -> object:
     if code is None:  # a callable object: its __call__ method
         code = getattr(type(func).__call__, "__code__", None) if callable(func) else None
     return code
-
-
-_sampler: SystemSampler | None = None
-
-
-def _snapshot_json() -> bytes:
-    global _sampler
-    if _sampler is None:
-        _sampler = SystemSampler()
-    snapshot = get_monitor().snapshot(_sampler.sample())
-    return json.dumps(snapshot.to_dict(), separators=(",", ":")).encode()
 
 
 class ConcMonMiddleware:
@@ -194,17 +203,16 @@ class ConcMonMiddleware:
     ) -> None:
         self.app = app
         if state is None:
-            state = MiddlewareState(make_options(**options))
+            state = MiddlewareState(Options.parse(options))
         elif options:
             raise ConfigError("concmon_fastapi: pass either state= or options, not both")
         self._state = state
         opts = state.options
         # Own paths (True) and excluded ones (False): one look-up per request for both.
-        self._special: dict[str, bool] = dict.fromkeys(opts.exclude_paths, False)
-        self._special.update(dict.fromkeys(opts.own_paths, True))
-        self._prefixes = opts.exclude_prefixes
-        self._threshold = opts.failed_threshold
-        self._failed = opts.failed_status if opts.failed_threshold < 0 else None
+        self._special: dict[str, bool] = dict.fromkeys(opts.excluded, False)
+        self._special.update(dict.fromkeys(state.endpoints.paths, True))
+        self._prefixes = opts.excluded_prefixes
+        self._failed = opts.failed_status
         self._name_for = opts.name_for
         self._gate = state.gate
         self._table: RouteTable | None = None
@@ -218,10 +226,7 @@ class ConcMonMiddleware:
         monitor = init_monitor()
         if state.options.max_concurrency is not None:
             monitor.max_concurrency = state.options.max_concurrency
-        if state.options.prometheus is not None:
-            # In multi-process mode every worker must publish from its start, or a worker
-            # that is never scraped itself would be missing from the others' scrapes.
-            state.options.prometheus.activate()
+        state.endpoints.activate()
         interval = state.options.loop_lag_interval
         if interval is not None:
             start_probe(interval)
@@ -292,7 +297,7 @@ class ConcMonMiddleware:
         special = self._special.get(scope["path"])
         if special is not None:
             if special:
-                return await self._serve_own(scope, receive, send)
+                return await self._serve_own(scope, send)
             return await self.app(scope, receive, send)
         if self._prefixes and scope["path"].startswith(self._prefixes):
             return await self.app(scope, receive, send)
@@ -308,21 +313,15 @@ class ConcMonMiddleware:
                 monitor.reject(name)
                 return await self._reject(send)
         try:
-            exchange: _Exchange = _new(_Exchange)
-            group.admit(exchange, name)
-            exchange._owner = self
-            exchange._send = send
-            exchange._receive = receive
-            exchange.status = 0
+            exchange = _Exchange(group.begin(name), send, receive, self._failed)
             try:
                 await self.app(scope, exchange.receive, exchange.send)
             except BaseException as exc:
-                exchange.finish(_outcome(exchange, exc))
+                exchange.ticket.finish(_outcome(exchange, exc))
                 raise
-            if exchange._counters is not None:
-                # Returned without completing the response: the server answers 500 or cuts
-                # the connection; the client did not get what it asked for.
-                exchange.finish(_FAILED)
+            # Returned without completing the response: the server answers 500 or cuts the
+            # connection; the client did not get what it asked for.
+            exchange.ticket.finish(_FAILED)  # a no-op when the response was completed
         finally:
             if gate is not None:
                 gate.release()
@@ -351,38 +350,25 @@ class ConcMonMiddleware:
         ticket.finish(_OK)
 
     async def _reject(self, send: Send) -> None:
-        retry = str(self._state.options.retry_after).encode()
-        await _respond(
-            send,
-            503,
-            b"Service Unavailable: the server is at its concurrency limit\n",
-            b"text/plain; charset=utf-8",
-            [(b"retry-after", retry)],
-        )
+        retry = str(self._state.options.retry_seconds)
+        body = b"Service Unavailable: the server is at its concurrency limit\n"
+        await _send_answer(send, answer(503, body, TEXT, (("Retry-After", retry),)))
 
     # -- the machine endpoints --------------------------------------------------------------
 
-    async def _serve_own(self, scope: Scope, receive: Receive, send: Send) -> None:
-        opts = self._state.options
-        if scope["method"] not in ("GET", "HEAD"):
-            return await _respond(
-                send, 405, b"Method Not Allowed\n", b"text/plain", [(b"allow", b"GET, HEAD")]
-            )
-        denied = _check_access(scope, opts)
-        if denied is not None:
-            return await _respond(send, denied[0], denied[1], b"text/plain", denied[2])
-        if scope["path"] == opts.json_path:
-            if not self._state.started:
-                self._monitor()
-            body = await asyncio.to_thread(_snapshot_json)
-            content_type = "application/json"
-        else:
-            assert opts.prometheus is not None
-            accept = _header(scope, b"accept")
-            body, content_type = await asyncio.to_thread(opts.prometheus.exposition, accept)
-        if scope["method"] == "HEAD":
-            body = b""
-        await _respond(send, 200, body, content_type.encode(), [(b"cache-control", b"no-store")])
+    async def _serve_own(self, scope: Scope, send: Send) -> None:
+        if not self._state.started:
+            self._monitor()
+        client = scope.get("client")
+        reply = await asyncio.to_thread(
+            self._state.endpoints.answer,
+            scope["path"],
+            scope["method"],
+            client[0] if client else None,
+            _header(scope, b"authorization"),
+            _header(scope, b"accept"),
+        )
+        await _send_answer(send, reply)
 
 
 def _websocket_outcome(exc: BaseException) -> Outcome:
@@ -398,48 +384,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _check_access(
-    scope: Scope, opts: Options
-) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
-    allow = opts.metrics_allow
-    if allow is not None:
-        client = scope.get("client")
-        try:
-            address = ipaddress.ip_address(client[0]) if client else None
-        except ValueError:
-            address = None
-        if address is None or not any(address in network for network in allow):
-            return 403, b"Forbidden\n", []
-    token = opts.metrics_token
-    if token is not None:
-        given = _header(scope, b"authorization") or ""
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            value.strip().encode(), token.encode()
-        ):
-            return 401, b"Unauthorized\n", [(b"www-authenticate", b'Bearer realm="concmon"')]
-    return None
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    headers: list[tuple[bytes, bytes]],
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+async def _send_answer(send: Send, reply: Answer) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
 
 
 __all__ = ["SCOPE_MARK", "ConcMonMiddleware", "InstallOptions", "MiddlewareState"]

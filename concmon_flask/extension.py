@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from flask import Flask, Request
 
-from concmon import ConcurrencyMonitor, init_monitor
-from concmon_flask.options import Options, from_config
+from concmon import ConcurrencyMonitor, EndpointGroup, init_monitor
+from concmon_flask.options import Options, core_options, from_config
 from concmon_flask.wsgi import ENVIRON_KEY, UNMATCHED_NAME, ConcMonWSGIMiddleware, Exchange
 
 logger = logging.getLogger("concmon")
@@ -34,7 +34,7 @@ EXTENSION_KEY: Final = "concmon"
 _VIEW_ARGS: Final = "_concmon_view_args"
 
 
-def naming_request_class(base: type[Request], group: Any) -> type[Request]:
+def naming_request_class(base: type[Request], group: EndpointGroup) -> type[Request]:
     """``base`` whose ``view_args`` setter begins the request's count.
 
     Flask stores the match as ``request.url_rule, request.view_args = ...``: by the time
@@ -46,10 +46,9 @@ def naming_request_class(base: type[Request], group: Any) -> type[Request]:
     def set_view_args(self: Request, view_args: dict[str, Any] | None) -> None:
         self.__dict__[_VIEW_ARGS] = view_args
         exchange: Exchange | None = self.environ.get(ENVIRON_KEY)
-        if exchange is not None and not exchange.begun:
+        if exchange is not None and exchange.ticket is None:
             rule = self.url_rule
-            group.admit(exchange, rule.rule if rule is not None else UNMATCHED_NAME)
-            exchange.begun = True
+            exchange.ticket = group.begin(rule.rule if rule is not None else UNMATCHED_NAME)
 
     namespace = {
         # The getter is C code: the stored value, or the class default of None below when
@@ -117,7 +116,7 @@ class ConcMon:
         options = Options.parse(values)
         monitor = self._monitor
         if monitor is None:
-            monitor = init_monitor(start_reporter=options.start_reporter, **options.core)
+            monitor = init_monitor(start_reporter=options.start_reporter, **core_options(values))
         if not monitor.enabled:
             logger.debug("concmon: monitoring is switched off; %r is left untouched", app.name)
             return

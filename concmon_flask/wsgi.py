@@ -16,24 +16,16 @@ inner one sees the key and stays out of the way.
 
 from __future__ import annotations
 
-import hmac
-import importlib
-import ipaddress
-import json
-import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from concmon import ConcurrencyMonitor, Outcome, Ticket, get_monitor, outcome_for
-from concmon.system import SystemSampler
-from concmon_flask.options import Network, Options
+from concmon.endpoints import MachineEndpoints
+from concmon_flask.options import Options
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-logger = logging.getLogger("concmon")
 
 ENVIRON_KEY: Final = "concmon.exchange"
 """The WSGI environ key marking a counted request (its :class:`Exchange` while the app runs)."""
@@ -48,34 +40,34 @@ _CANCELLED: Final = Outcome.CANCELLED
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 
-class Exchange(Ticket):
+class Exchange:
     """Everything about one request, in one object: the core's ticket, the ``start_response``
     the application sees and the response iterable the server gets.
 
-    A request therefore costs one allocation of ours (plus the generator that relays the
-    body). The count may begin after the object exists: the Flask extension names the request
-    only once Flask has matched its URL rule (``begun`` says whether it has).
+    The count may begin after the object exists: the Flask extension names the request only
+    once Flask has matched its URL rule (``ticket`` is None until then).
     """
 
     __slots__ = (
         "_done",
         "_inner",
         "_owner",
-        "begun",
         "ended",
         "error",
         "start_response",
         "status",
+        "ticket",
     )
 
-    _done: bool
-    _inner: Iterable[bytes]
-    _owner: ConcMonWSGIMiddleware
-    begun: bool
-    ended: bool
-    error: type[BaseException] | None
-    start_response: StartResponse
-    status: str
+    def __init__(self, owner: ConcMonWSGIMiddleware, start_response: StartResponse) -> None:
+        self._owner = owner
+        self.start_response = start_response
+        self.ticket: Ticket | None = None
+        self.status = ""
+        self.error: type[BaseException] | None = None
+        self._inner: Iterable[bytes] = ()
+        self._done = False
+        self.ended = False
 
     # -- start_response ------------------------------------------------------------------------
 
@@ -130,36 +122,34 @@ class Exchange(Ticket):
         if self.ended:
             return
         self.ended = True
-        if not self.begun:
+        ticket = self.ticket
+        if ticket is None:
             return
         error = self.error
         if error is not None:
-            self.finish(outcome_for(error))
+            ticket.finish(outcome_for(error))
             return
         status = self.status
         if status:
             owner = self._owner
-            rule = owner._rule
-            if rule is None:
+            failed_from = owner._failed_from
+            if failed_from is not None:
                 # Status lines start with three digits, so comparing the strings compares the
                 # codes, without parsing an int on every request.
-                if status >= owner._failed_from:
-                    self.finish(_FAILED)
+                if status >= failed_from:
+                    ticket.finish(_FAILED)
                     return
             else:
                 try:
-                    failed = rule(int(status[:3]) if status[:3].isdigit() else 0)
+                    failed = owner._failed(int(status[:3]) if status[:3].isdigit() else 0)
                 except BaseException:
                     # A status rule that raises must not leave the request active forever.
-                    self.finish(_FAILED)
+                    ticket.finish(_FAILED)
                     raise
                 if failed:
-                    self.finish(_FAILED)
+                    ticket.finish(_FAILED)
                     return
-        self.finish(_OK if self._done else _CANCELLED)
-
-
-_new = object.__new__
+        ticket.finish(_OK if self._done else _CANCELLED)
 
 
 def path_endpoint(environ: WSGIEnvironment) -> str:
@@ -170,31 +160,6 @@ def path_endpoint(environ: WSGIEnvironment) -> str:
     a function returning route templates when the app has them.
     """
     return str(environ.get("PATH_INFO") or "/")
-
-
-class _Responder(Protocol):
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]: ...
-
-
-def _respond(
-    start_response: StartResponse,
-    status: str,
-    body: bytes,
-    content_type: str = "text/plain; charset=utf-8",
-    *,
-    headers: Iterable[tuple[str, str]] = (),
-    head: bool = False,
-) -> list[bytes]:
-    start_response(
-        status,
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            *headers,
-        ],
-    )
-    return [] if head else [body]
 
 
 class ConcMonWSGIMiddleware:
@@ -222,29 +187,25 @@ class ConcMonWSGIMiddleware:
             raise TypeError("pass either options= or option keywords, not both")
         self.app = app
         self.options = options
-        self.monitor = monitor if monitor is not None else get_monitor()
+        self.monitor = monitor = monitor if monitor is not None else get_monitor()
         self._group = self.monitor.http
         self._endpoint = endpoint
-        threshold = getattr(options.failed_status, "threshold", None)
-        if isinstance(threshold, int):
-            self._failed_from, self._rule = str(threshold), None
-        else:
-            self._failed_from, self._rule = "", options.failed_status
+        threshold = options.failed_status.threshold
+        # The rule's threshold as text compares with a WSGI status line directly.
+        self._failed_from = str(threshold) if threshold is not None else None
+        self._failed = options.failed_status
         self._prefixes = options.excluded_prefixes
-        # Paths handled before counting: the monitor's own endpoints, and excluded paths (None).
-        self._special: dict[str, _Responder | None] = dict.fromkeys(options.excluded)
-        self._sampler: SystemSampler | None = None
+        self._endpoints = MachineEndpoints(options, lambda: monitor)
+        # In multi-process mode every worker publishes from its start (a worker forked from a
+        # preloaded master picks this up under its own pid), so scrapes of any worker see all.
+        self._endpoints.activate()
+        # Paths handled before counting: the monitor's own endpoints (True), excluded (False).
+        self._special: dict[str, bool] = dict.fromkeys(options.excluded, False)
+        self._special.update(dict.fromkeys(self._endpoints.paths, True))
         # The Flask extension sets these two: a request class swapped by the app after
         # install is noticed with two attribute reads per request (no call).
         self._watched: Any = None
         self._request_class: Any = None
-        self._sampler_lock = threading.Lock()
-        self._exposition: Callable[[str | None], tuple[bytes, str]] | None = None
-        if options.json_path is not None:
-            self._special[options.json_path] = self._serve_json
-        if options.prometheus:
-            self._exposition = _load_exposition()
-            self._special[options.metrics_path] = self._serve_metrics
 
     # -- the request path -------------------------------------------------------------------
 
@@ -256,36 +217,28 @@ class ConcMonWSGIMiddleware:
             self._request_class_changed()
         path = environ.get("PATH_INFO", "")
         special = self._special
-        if special and path in special:
-            own = special[path]
-            if own is not None:
-                return own(environ, start_response)
+        if special and path in special:  # the test of an empty dict spares hashing the path
+            if special[path]:
+                return self._serve_own(environ, start_response)
             return self.app(environ, start_response)
         if self._prefixes and path.startswith(self._prefixes):
             return self.app(environ, start_response)
-        exchange: Exchange = _new(Exchange)
-        exchange._owner = self
-        exchange._done = exchange.ended = False
-        exchange.error = None
-        exchange.status = ""
-        exchange.start_response = start_response
+        exchange = Exchange(self, start_response)
         environ[ENVIRON_KEY] = exchange
         endpoint = self._endpoint
-        if endpoint is None:
-            exchange.begun = False  # named once the application has matched the request
-        else:
-            self._group.admit(exchange, endpoint(environ))
-            exchange.begun = True
+        if endpoint is not None:
+            exchange.ticket = self._group.begin(endpoint(environ))
+        # else: named once the application has matched the request
         try:
             result = self.app(environ, exchange.start)
         except BaseException as exc:
-            if not exchange.begun:
-                self.begin_late(exchange)
+            if exchange.ticket is None:
+                exchange.ticket = self._group.begin(UNMATCHED_NAME)
             exchange.error = type(exc)
             exchange.end()
             raise
-        if not exchange.begun:
-            self.begin_late(exchange)
+        if exchange.ticket is None:  # nothing named it while the application ran
+            exchange.ticket = self._group.begin(UNMATCHED_NAME)
         # From here the exchange holds the body, and a streamed body can hold the request and
         # its environ: the environ keeps only the mark, so that a server dropping the response
         # without close() frees the exchange at once (and ends the request) rather than leaving
@@ -294,106 +247,18 @@ class ConcMonWSGIMiddleware:
         exchange._inner = result
         return exchange
 
-    def begin_late(self, exchange: Exchange) -> None:
-        """Begin a request that nothing named while the application ran."""
-        self._group.admit(exchange, UNMATCHED_NAME)
-        exchange.begun = True
-
     def _request_class_changed(self) -> None:
         """Overridden by the Flask extension, which watches its app's request class."""
 
     # -- the monitor's own endpoints ----------------------------------------------------------
 
-    def _serve_json(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD"):
-            return _respond(
-                start_response, "405 Method Not Allowed", b"", headers=[("Allow", "GET, HEAD")]
-            )
-        with self._sampler_lock:
-            if self._sampler is None:
-                self._sampler = SystemSampler()
-            system = self._sampler.sample()
-        body = json.dumps(self.monitor.snapshot(system).to_dict(), separators=(",", ":"))
-        return _respond(
-            start_response,
-            "200 OK",
-            body.encode(),
-            content_type="application/json",
-            head=method == "HEAD",
+    def _serve_own(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        reply = self._endpoints.answer(
+            environ.get("PATH_INFO", ""),
+            environ.get("REQUEST_METHOD", "GET"),
+            environ.get("REMOTE_ADDR"),
+            environ.get("HTTP_AUTHORIZATION"),
+            environ.get("HTTP_ACCEPT"),
         )
-
-    def _serve_metrics(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> list[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD"):
-            return _respond(
-                start_response, "405 Method Not Allowed", b"", headers=[("Allow", "GET, HEAD")]
-            )
-        options = self.options
-        if options.metrics_allow is not None and not _allowed(
-            environ.get("REMOTE_ADDR"), options.metrics_allow
-        ):
-            return _respond(start_response, "403 Forbidden", b"client address not allowed\n")
-        if options.metrics_token is not None and not _authorized(
-            environ.get("HTTP_AUTHORIZATION"), options.metrics_token
-        ):
-            return _respond(
-                start_response,
-                "401 Unauthorized",
-                b"a valid bearer token is required\n",
-                headers=[("WWW-Authenticate", 'Bearer realm="metrics"')],
-            )
-        assert self._exposition is not None
-        body, content_type = self._exposition(environ.get("HTTP_ACCEPT"))
-        return _respond(
-            start_response, "200 OK", body, content_type=content_type, head=method == "HEAD"
-        )
-
-
-def _allowed(address: object, networks: tuple[Network, ...]) -> bool:
-    if not isinstance(address, str):
-        return False
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
-
-
-def _authorized(header: object, token: str) -> bool:
-    if not isinstance(header, str):
-        return False
-    scheme, _, credentials = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(credentials.strip().encode(), token.encode())
-
-
-def _load_exposition() -> Callable[[str | None], tuple[bytes, str]]:
-    from concmon import ConfigError
-
-    try:
-        prometheus = importlib.import_module("concmon.exporters.prometheus")
-    except ImportError as exc:
-        raise ConfigError(
-            "concmon_flask: prometheus=True needs the Prometheus exporter "
-            f"({exc}); install it with: pip install concmon[prometheus]"
-        ) from None
-    exposition: Callable[[str | None], tuple[bytes, str]] | None = getattr(
-        prometheus, "exposition", None
-    )
-    activate = getattr(prometheus, "activate", None)
-    if activate is not None:
-        # In multi-process mode every worker publishes from its start (a worker forked from a
-        # preloaded master picks this up under its own pid), so scrapes of any worker see all.
-        activate()
-    if exposition is None:
-        raise ConfigError(
-            "concmon_flask: prometheus=True needs concmon.exporters.prometheus.exposition; "
-            "install a matching version with: pip install concmon[prometheus]"
-        )
-    return exposition
+        start_response(reply.status_line, list(reply.headers))
+        return [reply.body]

@@ -43,15 +43,25 @@ def wait_for_port(
     raise TimeoutError(f"nothing listened on {HOST}:{port} within {timeout}s")
 
 
+def url_host(host: str) -> str:
+    """The host part of a URL reaching a server bound to ``host``: an IPv4 client reaches a
+    socket bound to an IPv4-mapped address (``::ffff:127.0.0.1``) at the IPv4 address."""
+    if host.startswith("::ffff:"):
+        return host.removeprefix("::ffff:")
+    return f"[{host}]" if ":" in host else host
+
+
 @contextlib.contextmanager
-def uvicorn_thread(app: Any, **config: Any) -> Iterator[str]:
-    """Serve ``app`` with a real uvicorn server in a thread; yields the base URL."""
+def uvicorn_thread(app: Any, host: str = HOST, **config: Any) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn server in a thread on ``host`` (a loopback address,
+    IPv6 ones included); yields the base URL."""
     import uvicorn
 
-    port = free_port()
-    cfg = uvicorn.Config(app, host=HOST, port=port, log_level="warning", **config)
-    server = uvicorn.Server(cfg)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **config))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 20
@@ -59,10 +69,11 @@ def uvicorn_thread(app: Any, **config: Any) -> Iterator[str]:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
-        yield f"http://{HOST}:{port}"
+        yield f"http://{url_host(host)}:{port}"
     finally:
         server.should_exit = True
         thread.join(15)
+        sock.close()
 
 
 @contextlib.contextmanager

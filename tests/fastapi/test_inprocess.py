@@ -214,15 +214,18 @@ def test_scope_marked_by_an_outer_instance_passes_through() -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"max_concurrency": 0}, "max_concurrency must be a whole number of at least 1"),
-        ({"max_concurrency": "10"}, "max_concurrency must be a whole number"),
+        ({"max_concurrency": 0}, "max_concurrency=0 is not valid: expected a whole number of at"),
+        ({"max_concurrency": "10"}, "max_concurrency='10' is not valid: expected a whole number"),
         ({"max_queue": 5}, "need max_concurrency"),
-        ({"max_concurrency": 2, "queue_timeout": -1}, "queue_timeout must be a number of seconds"),
-        ({"failed_status": 99}, "failed_status must be a status code"),
-        ({"json_path": "concurrency"}, "json_path must be a path starting with '/'"),
-        ({"exclude_paths": "/health"}, "exclude_paths must be a list of paths"),
-        ({"metrics_allow": ["not-an-ip"]}, "metrics_allow entry 'not-an-ip'"),
-        ({"names": {"/x": ""}}, "names must map route templates"),
+        ({"max_concurrency": 2, "queue_timeout": -1}, "queue_timeout=-1 is not valid: expected a"),
+        ({"failed_status": 99}, "failed_status=99 is not valid: expected a status code"),
+        ({"json_path": "concurrency"}, "json_path='concurrency' is not valid: expected a path"),
+        ({"exclude_paths": ["health"]}, "exclude_paths=['health'] is not valid: expected paths"),
+        ({"metrics_allow": ["not-an-ip"]}, "metrics_allow=['not-an-ip'] is not valid"),
+        ({"names": {"/x": ""}}, "names={'/x': ''} is not valid: expected a mapping of route"),
+        ({"loop_lag_interval": True}, "loop_lag_interval=True is not valid"),
+        ({"prometheus": True, "json_path": "/metrics"}, "json_path and metrics_path are both"),
+        ({"max_concurency": 3}, "unknown option 'max_concurency'; expected one of"),
     ],
 )
 def test_bad_options_fail_at_install_with_one_line(options: dict[str, Any], fragment: str) -> None:
@@ -241,3 +244,108 @@ def test_install_refuses_something_that_is_not_a_starlette_app() -> None:
 
     with pytest.raises(ConfigError, match="ConcMonMiddleware"):
         install(bare)
+
+
+def test_middle_chunks_reach_the_server_send_untouched() -> None:
+    """Each chunk but the last gets the server's own awaitable back (no coroutine of ours),
+    and the request stays active until the last one."""
+    from concmon_fastapi import ConcMonMiddleware
+
+    class Sent:
+        def __await__(self) -> Any:
+            return iter(())
+
+    handed: list[Sent] = []
+    returned: list[object] = []
+    active_before_last: list[int] = []
+
+    def server_send(message: Any) -> Sent:
+        handed.append(Sent())
+        return handed[-1]
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(3):
+            returned.append(send({"type": "http.response.body", "body": b"x", "more_body": True}))
+            await returned[-1]  # type: ignore[misc]
+        active_before_last.append(snap().active)
+        await send({"type": "http.response.body", "body": b""})
+
+    asyncio.run(
+        ConcMonMiddleware(streaming, loop_lag_interval=None)(scope("/s"), receive, server_send)
+    )
+    assert returned == handed[1:4]
+    assert all(got is sent for got, sent in zip(returned, handed[1:4], strict=True))
+    assert active_before_last == [1]
+    stats = check_balanced(snap()).endpoints["/{path:path}"]
+    assert (stats.completed, stats.failed, stats.cancelled) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+def test_client_gone_at_a_middle_chunk_counts_cancelled(spec_version: str) -> None:
+    """The server's send raising OSError mid-stream (Starlette turns it into ClientDisconnect
+    on ASGI 2.4) ends the request cancelled, not failed, and the error still propagates."""
+    from starlette.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/feed")
+    async def feed() -> StreamingResponse:
+        async def chunks() -> Any:
+            for i in range(10):
+                yield f"data: {i}\n\n".encode()
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    install(app, loop_lag_interval=None)
+    bodies = 0
+
+    async def gone_after_two(message: Any) -> None:
+        nonlocal bodies
+        if message["type"] == "http.response.body":
+            bodies += 1
+            if bodies == 3:
+                raise ClientDisconnected()
+
+    async def client_stays() -> dict[str, Any]:
+        await asyncio.sleep(30)  # neither more body nor a disconnect message: only send fails
+        return {"type": "http.disconnect"}
+
+    request = scope("/feed")
+    request["asgi"]["spec_version"] = spec_version
+    with pytest.raises(Exception) as raised:
+        asyncio.run(asyncio.wait_for(app(request, client_stays, gone_after_two), 10))
+    assert type(raised.value).__name__ in ("ClientDisconnected", "ClientDisconnect")
+    stats = check_balanced(snap()).endpoints["/feed"]
+    assert (stats.completed, stats.cancelled, stats.failed) == (1, 1, 0)
+
+
+def test_client_gone_inside_a_task_group_counts_cancelled() -> None:
+    """A body streamed from a task group's task: the server's OSError arrives wrapped in an
+    ExceptionGroup, and the request still counts cancelled."""
+    from concmon_fastapi import ConcMonMiddleware
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        async def body() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(5):
+                await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(body())
+
+    chunks = 0
+
+    async def gone_at_the_third(message: Any) -> None:
+        nonlocal chunks
+        if message["type"] == "http.response.body":
+            chunks += 1
+            if chunks == 3:
+                raise ClientDisconnected()
+
+    middleware = ConcMonMiddleware(streaming, loop_lag_interval=None)
+    with pytest.raises(ExceptionGroup):
+        asyncio.run(middleware(scope("/s"), receive, gone_at_the_third))
+    stats = check_balanced(snap()).endpoints["/{path:path}"]
+    assert (stats.completed, stats.cancelled, stats.failed) == (1, 1, 0)

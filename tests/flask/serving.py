@@ -13,18 +13,19 @@ from werkzeug.serving import make_server
 
 from concmon import ConcurrencyMonitor, Snapshot
 from concmon.testing import check_balanced
-from tests.servers import HOST
+from tests.servers import HOST, url_host
 
 
 @contextlib.contextmanager
-def werkzeug_thread(app: Any) -> Iterator[str]:
-    """Serve ``app`` with werkzeug's threaded server on 127.0.0.1; yields the base URL."""
-    server = make_server(HOST, 0, app, threaded=True)
+def werkzeug_thread(app: Any, host: str = HOST) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's threaded server on ``host`` (a loopback address, IPv6
+    ones included); yields the base URL a client reaches it at."""
+    server = make_server(host, 0, app, threaded=True)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield f"http://{HOST}:{server.server_port}"
+        yield f"http://{url_host(host)}:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()

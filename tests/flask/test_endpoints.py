@@ -112,7 +112,7 @@ def test_missing_exporter_fails_at_init_with_install_hint(
 ) -> None:
     """prometheus=True without the exporter fails at ConcMon(), naming the pip extra."""
     monkeypatch.setitem(sys.modules, "concmon.exporters.prometheus", None)
-    with pytest.raises(ConfigError, match=r"pip install concmon\[prometheus\]") as caught:
+    with pytest.raises(ConfigError, match=r"pip install 'concmon\[prometheus\]'") as caught:
         ConcMon(Flask("no_exporter"), prometheus=True)
     assert "\n" not in str(caught.value)
 
