@@ -249,7 +249,7 @@ def flask_app(variant: str) -> Built:
         return Built(variant, app, _concmon_completed)
     if variant == "prometheus-flask-exporter":
         from prometheus_client import CollectorRegistry
-        from prometheus_flask_exporter import PrometheusMetrics  # type: ignore[import-untyped]
+        from prometheus_flask_exporter import PrometheusMetrics
 
         registry = CollectorRegistry()
         PrometheusMetrics(app, registry=registry)
@@ -258,7 +258,7 @@ def flask_app(variant: str) -> Built:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         provider, recorded = _meter_provider()
-        FlaskInstrumentor.instrument_app(app, meter_provider=provider)  # type: ignore[no-untyped-call]
+        FlaskInstrumentor.instrument_app(app, meter_provider=provider)  # type: ignore[no-untyped-call,unused-ignore]
         return Built(variant, app, recorded)
     raise ValueError(f"unknown Flask variant {variant!r}; choose from {', '.join(FLASK_VARIANTS)}")
 

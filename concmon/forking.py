@@ -5,6 +5,9 @@ other threads. Every lock those threads may hold is taken before the fork, in th
 code itself takes them (the runtime's, then a report's, then the counting lock), and released
 in the reverse order afterwards. The child then starts from fresh counters under its own pid
 and, if the parent was reporting, with a reporter thread of its own.
+
+A plugin with process state of its own (the Prometheus exporter's multi-process store) registers
+its own child handler when it is loaded; the interpreter runs it after these.
 """
 
 from __future__ import annotations
