@@ -129,20 +129,6 @@ class Counters:
         self.a0 = 0
         self.moment = 0.0
 
-    def begin(self, now: float) -> None:
-        self.moment -= now
-        active = self.active = self.active + 1
-        if active > self.interval_peak:
-            self.interval_peak = active
-            if active > self.peak:
-                self.peak = active
-        group = self.group
-        active = group.active = group.active + 1
-        if active > group.interval_peak:
-            group.interval_peak = active
-            if active > group.peak:
-                group.peak = active
-
     def end(self, started: float | None, now: float, outcome: Outcome) -> None:
         """One finish; ``started`` is None for a finish paired by name (no duration)."""
         self.moment += now
@@ -276,7 +262,17 @@ class EndpointGroup:
             counters = self.endpoints.get(name)
             if counters is None:
                 counters = self._counters(name)
-            counters.begin(now)
+            counters.moment -= now  # see Counters.a0
+            active = counters.active = counters.active + 1
+            if active > counters.interval_peak:
+                counters.interval_peak = active
+                if active > counters.peak:
+                    counters.peak = active
+            active = self.active = self.active + 1
+            if active > self.interval_peak:
+                self.interval_peak = active
+                if active > self.peak:
+                    self.peak = active
             if guard.deferred:
                 guard.apply_deferred()
         finally:
@@ -284,11 +280,8 @@ class EndpointGroup:
         return Ticket(counters, now)
 
     def increment(self, name: str) -> None:
-        """``begin`` without a ticket, for callers that pair by name (``decrement``)."""
-        if self.enabled:
-            now = self.clock()
-            with _guard:
-                self._counters(name).begin(now)
+        """``begin`` without keeping the ticket, for callers that pair by name (``decrement``)."""
+        self.begin(name)
 
     def decrement(self, name: str, outcome: Outcome) -> bool:
         """Count one finish on ``name``, paired by name with ``increment``."""
