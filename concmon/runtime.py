@@ -11,6 +11,7 @@ import atexit
 import functools
 import inspect
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from concmon.monitor import ConcurrencyMonitor, outcome_for
 from concmon.plugins import PluginHost
 from concmon.reporter import FORK_WAIT_S, Reporter
-from concmon.settings import Settings, load_settings
+from concmon.settings import ConfigError, Settings, load_settings
 from concmon.snapshot import Snapshot
 from concmon.system import SystemSampler
 
@@ -45,6 +46,33 @@ _runtime: Runtime | None = None
 _atexit_registered = False
 
 
+STRICT_VARIABLE = "CONCMON_STRICT"
+"""Set to 1 to make a bad setting fatal at start-up instead of switching concmon off."""
+
+_reported_errors: set[str] = set()
+
+
+def _settings(**overrides: Any) -> Settings:
+    """The settings in force; with a bad value, concmon switched off after one error line.
+
+    A misconfigured monitor must never take the service down: the application keeps serving,
+    uncounted, and the line names the variable and what it accepts. ``CONCMON_STRICT=1``
+    raises the :class:`ConfigError` instead.
+    """
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        if os.environ.get(STRICT_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on"):
+            raise
+        message = str(exc)
+        if message not in _reported_errors:
+            _reported_errors.add(message)
+            logger.error(
+                "concmon is switched off: %s (%s=1 makes this fatal)", message, STRICT_VARIABLE
+            )
+        return Settings.model_construct(enabled=False)
+
+
 def _new_monitor(settings: Settings) -> ConcurrencyMonitor:
     return ConcurrencyMonitor(enabled=settings.enabled, max_endpoints=settings.max_endpoints)
 
@@ -60,7 +88,7 @@ def get_monitor() -> ConcurrencyMonitor:
     if monitor is None:
         with _lock:
             if _monitor is None:
-                _monitor = _new_monitor(load_settings())
+                _monitor = _new_monitor(_settings())
             monitor = _monitor
     return monitor
 
@@ -89,14 +117,15 @@ def init_monitor(
 
     Calling it again returns the same monitor and changes nothing. ``overrides`` take setting
     field names (``update_interval=1.0``, ``sinks=("jsonl",)``) ahead of the environment. A bad
-    value raises :class:`concmon.ConfigError` naming the variable.
+    value switches counting off with one error line naming the variable (the application goes
+    on uncounted); with ``CONCMON_STRICT=1`` it raises :class:`concmon.ConfigError` instead.
     """
     global _monitor, _runtime, _atexit_registered
     with _lock:
         if _runtime is not None:
             return _runtime.monitor
         if settings is None:
-            settings = load_settings(**overrides)
+            settings = _settings(**overrides)
         elif overrides:
             settings = settings.model_copy(update=overrides)
         _configure_logging(settings)

@@ -9,11 +9,18 @@ never a validation traceback.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -25,6 +32,29 @@ def split_commas(value: Any) -> Any:
     return value
 
 
+_LEVELS: Final = {
+    "trace": "debug",
+    "debug": "debug",
+    "info": "info",
+    "warn": "warning",
+    "warning": "warning",
+    "error": "error",
+    "critical": "error",
+    "fatal": "error",
+}
+"""Levels of other tools' LOG_LEVEL (uvicorn's, logging's) -> the nearest of concmon's."""
+
+_YES: Final = frozenset({"1", "true", "yes", "on", "y", "t"})
+_NO: Final = frozenset({"", "0", "false", "no", "off", "n", "f"})
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger("concmon").warning("concmon: %s", message)
+
+
 class ConfigError(ValueError):
     """A setting has a value concmon cannot use; the message names the variable."""
 
@@ -34,7 +64,42 @@ def _env(name: str, *extra: str) -> AliasChoices:
     return AliasChoices(name, *extra)
 
 
-class Settings(BaseSettings):
+class _OwnVariables(PydanticBaseSettingsSource):
+    """The environment, read under concmon's own variable names only.
+
+    Fields may be set by name in code (``init_monitor(update_interval=1)``), but a variable that
+    happens to share a field's name (``ENABLED``, ``SINKS``, ``LOG_FILE``) belongs to someone
+    else and never configures concmon.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read by __call__
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        return {key: value for key, value in self._env().items() if key not in fields}
+
+
+class OwnEnvironment(BaseSettings):
+    """Settings read from the environment under their variables' names, never their fields'."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _OwnVariables(settings_cls, env_settings))
+
+
+class Settings(OwnEnvironment):
     """Every knob concmon reads, with its environment variable and what it accepts.
 
     docs/configuration.md is generated from this model (``python -m concmon.settings``), so the
@@ -66,13 +131,15 @@ class Settings(BaseSettings):
         False,
         validation_alias=_env("DEBUG", "debug"),
         description="Development mode: debug logging unless LOG_LEVEL says otherwise.",
-        json_schema_extra={"accepts": "true or false"},
+        json_schema_extra={"accepts": "true or false (a positive number is true)"},
     )
     log_level: LogLevel | None = Field(
         None,
         validation_alias=_env("LOG_LEVEL", "log_level"),
         description="Level of concmon's own log messages (default: info, or debug with DEBUG).",
-        json_schema_extra={"accepts": "debug, info, warning or error"},
+        json_schema_extra={
+            "accepts": "debug, info, warning or error (trace and critical read as the nearest)"
+        },
     )
     log_file: Path = Field(
         Path("logs/concmon.log"),
@@ -134,11 +201,30 @@ class Settings(BaseSettings):
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _lower_level(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            return value or None
-        return value
+    def _shared_log_level(cls, value: Any) -> Any:
+        # LOG_LEVEL is shared with uvicorn, Django and many apps: their levels are read as the
+        # nearest of concmon's, anything else is ignored with a warning, never an error.
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in _LEVELS:
+            return _LEVELS[text]
+        if text:
+            _warn_once(f"LOG_LEVEL={value!r} is not a log level concmon knows; ignored")
+        return None
+
+    @field_validator("debug", mode="before")
+    @classmethod
+    def _shared_debug(cls, value: Any) -> Any:
+        # DEBUG is shared too (DEBUG=2, DEBUG=express:*): a yes or a positive number means yes.
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in _YES or (text.isdigit() and int(text) > 0):
+            return True
+        if text not in _NO:
+            _warn_once(f"DEBUG={value!r} is neither yes nor no to concmon; read as no")
+        return False
 
     @field_validator("sinks", "blocked_plugins", mode="before")
     @classmethod

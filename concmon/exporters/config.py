@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from concmon.settings import OwnEnvironment, split_commas, validate_settings
 from concmon.settings import settings_table as core_settings_table
-from concmon.settings import split_commas, validate_settings
 
 
-class ExporterSettings(BaseSettings):
+class ExporterSettings(OwnEnvironment):
     """Every knob of the Prometheus, OpenTelemetry and DogStatsD exporters."""
 
     model_config = SettingsConfigDict(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -17,6 +18,7 @@ import concmon
 from concmon import ConfigError, get_monitor, get_runtime, init_monitor, shutdown_monitor
 from concmon.hookspecs import hookimpl
 from concmon.logformat import parse_reports
+from concmon.settings import load_settings
 from concmon.snapshot import Snapshot
 from concmon.testing import CapturingSink, check_balanced
 
@@ -112,21 +114,22 @@ def test_counting_survives_shutdown_and_restart() -> None:
     assert check_balanced(monitor.snapshot()).total == 1
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "expected"),
-    [
-        ("MONITOR_UPDATE_INTERVAL", "abc", "MONITOR_UPDATE_INTERVAL='abc'"),
-        ("MONITOR_UPDATE_INTERVAL", "0", "greater than 0"),
-        ("MONITOR_UPDATE_INTERVAL", "-1", "MONITOR_UPDATE_INTERVAL='-1'"),
-        ("LOG_LEVEL", "loud", "debug, info, warning or error"),
-        ("ENABLE_CONCURRENCY_MONITOR", "maybe", "true or false"),
-        ("CONCMON_MAX_ENDPOINTS", "0", "CONCMON_MAX_ENDPOINTS"),
-    ],
-)
-def test_bad_settings_fail_with_one_clear_message(
+BAD_SETTINGS = [
+    ("MONITOR_UPDATE_INTERVAL", "abc", "MONITOR_UPDATE_INTERVAL='abc'"),
+    ("MONITOR_UPDATE_INTERVAL", "0", "greater than 0"),
+    ("MONITOR_UPDATE_INTERVAL", "-1", "MONITOR_UPDATE_INTERVAL='-1'"),
+    ("ENABLE_CONCURRENCY_MONITOR", "maybe", "true or false"),
+    ("CONCMON_MAX_ENDPOINTS", "0", "CONCMON_MAX_ENDPOINTS"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), BAD_SETTINGS)
+def test_bad_settings_are_fatal_when_strict(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
 ) -> None:
-    """A bad value names the variable and what it accepts, with no chained traceback."""
+    """CONCMON_STRICT=1: a bad value names the variable and what it accepts, with no chained
+    traceback, and nothing starts."""
+    monkeypatch.setenv("CONCMON_STRICT", "1")
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError) as caught:
         init_monitor()
@@ -134,6 +137,90 @@ def test_bad_settings_fail_with_one_clear_message(
     assert variable in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert get_runtime() is None
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), BAD_SETTINGS)
+def test_bad_settings_switch_concmon_off_with_one_error_line(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    """A bad value never takes the service down: counting is off, one error line says why."""
+    monkeypatch.setenv(variable, value)
+    with caplog.at_level(logging.WARNING, logger="concmon"):
+        monitor = get_monitor()
+        assert init_monitor() is monitor
+
+        @concmon.track_task("/x")
+        def work() -> int:
+            return 1
+
+        assert work() == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, errors
+    assert "switched off" in errors[0] and expected in errors[0] and "CONCMON_STRICT" in errors[0]
+    runtime = get_runtime()
+    assert runtime is not None and not runtime.reporter.running
+    assert monitor.snapshot().total == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ENABLED", "false"),
+        ("SINKS", "stdout"),
+        ("LOG_FILE", "/nonexistent/x.log"),
+        ("MAX_ENDPOINTS", "3"),
+        ("UPDATE_INTERVAL", "0.01"),
+        ("PROMETHEUS_PORT", "9"),
+        ("STATSD_PORT", "9"),
+    ],
+)
+def test_other_tools_variables_never_configure_concmon(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """Only the seed's four names and CONCMON_* configure concmon, not a field's bare name."""
+    from concmon.exporters.config import load_exporter_settings
+
+    before = (load_settings(), load_exporter_settings())
+    monkeypatch.setenv(variable, value)
+    assert (load_settings(), load_exporter_settings()) == before
+    assert load_settings(max_endpoints=3).max_endpoints == 3, "field names still work in code"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("LOG_LEVEL", "critical", False, "error", False),
+        ("LOG_LEVEL", "trace", False, "debug", False),
+        ("LOG_LEVEL", "WARN", False, "warning", False),
+        ("LOG_LEVEL", "loud", False, "info", True),
+        ("DEBUG", "2", True, "debug", False),
+        ("DEBUG", "yes", True, "debug", False),
+        ("DEBUG", "off", False, "info", False),
+        ("DEBUG", "express:*", False, "info", True),
+    ],
+)
+def test_shared_variables_are_read_leniently(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    case: tuple[str, str, bool, str, bool],
+) -> None:
+    """DEBUG and LOG_LEVEL belong to other tools too: their values read as the nearest meaning,
+    or are ignored with one warning, never an error."""
+    variable, value, debug, level, warned = case
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr("concmon.settings._warned", set())
+    with caplog.at_level(logging.WARNING, logger="concmon"):
+        first, second = load_settings(), load_settings()
+    assert first == second
+    assert (first.debug, first.effective_log_level) == (debug, level)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == (1 if warned else 0), warnings
+    if warned:
+        assert variable in warnings[0] and value in warnings[0]
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

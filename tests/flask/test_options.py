@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from flask import Flask
 
-from concmon import ConfigError, get_monitor, get_runtime
+from concmon import ConfigError, get_monitor, get_runtime, shutdown_monitor
 from concmon.testing import check_balanced
 from concmon_flask import EXTENSION_KEY, ConcMon, ConcMonWSGIMiddleware, FlaskMiddleware
 from tests.flask.apps import build_app
@@ -53,7 +55,6 @@ def test_environment_still_configures_the_core(monkeypatch: pytest.MonkeyPatch) 
         ({"metrics_token": " "}, "metrics_token='***'"),
         ({"prometheus": "maybe"}, "prometheus='maybe'"),
         ({"jsn_path": "/x"}, "unknown option 'jsn_path'"),
-        ({"update_interval": -1}, "MONITOR_UPDATE_INTERVAL=-1"),
     ],
 )
 def test_bad_options_fail_with_one_clear_line(options: dict[str, object], names: str) -> None:
@@ -63,6 +64,23 @@ def test_bad_options_fail_with_one_clear_line(options: dict[str, object], names:
     message = str(caught.value)
     assert names in message
     assert "\n" not in message
+
+
+def test_bad_core_setting_switches_counting_off_or_fails_when_strict(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A core setting concmon cannot use leaves the app as it is, with one error line naming it;
+    under CONCMON_STRICT=1 it is a one-line ConfigError instead."""
+    app = Flask("bad-core")
+    with caplog.at_level(logging.ERROR, logger="concmon"):
+        ConcMon(app, update_interval=-1)
+    assert EXTENSION_KEY not in app.extensions, "switched off: the app is left untouched"
+    assert ["MONITOR_UPDATE_INTERVAL=-1" in r.getMessage() for r in caplog.records] == [True]
+    shutdown_monitor()
+    monkeypatch.setenv("CONCMON_STRICT", "1")
+    with pytest.raises(ConfigError, match="MONITOR_UPDATE_INTERVAL=-1") as caught:
+        ConcMon(Flask("strict"), update_interval=-1)
+    assert "\n" not in str(caught.value)
 
 
 def test_unknown_config_key_is_named() -> None:
