@@ -136,11 +136,19 @@ def init_monitor(
         plugins = PluginHost(settings, monitor)
         sampler = SystemSampler() if settings.system_metrics else None
         reporter = Reporter(monitor, plugins, settings.update_interval, sampler)
-        _runtime = Runtime(settings, monitor, plugins, reporter)
         if settings.enabled:
-            plugins.load_configured()
+            try:
+                plugins.load_configured()
+            except Exception as exc:  # noqa: BLE001 - a broken install must not stop reporting
+                logger.error(
+                    "concmon: the plugins could not be looked up (%s: %s); reporting goes on "
+                    "without them",
+                    type(exc).__name__,
+                    exc,
+                )
             if start_reporter:
                 reporter.start()
+        _runtime = Runtime(settings, monitor, plugins, reporter)
         logger.debug(
             "concmon: monitor started (interval %.3gs, sinks: %s)",
             settings.update_interval,

@@ -246,6 +246,28 @@ def test_hooks_are_called_through_pluggy_in_isolation() -> None:
     assert runtime.plugins.get("good") is good
 
 
+def test_a_failing_plugin_scan_still_leaves_a_reporting_runtime(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The entry-point scan raising (broken package metadata) costs the plugins, not the
+    reports: one error line, and the reporter runs and reports."""
+
+    def broken(**_: object) -> None:
+        raise OSError("metadata unreadable")
+
+    monkeypatch.setattr("concmon.plugins.entry_points", broken)
+    monkeypatch.setenv("CONCMON_PLUGIN_AUTOLOAD", "true")
+    monkeypatch.setenv("CONCMON_SINKS", "stdout")
+    with caplog.at_level(logging.ERROR, logger="concmon"):
+        init_monitor(update_interval=0.05, system_metrics=False)
+    runtime = get_runtime()
+    assert runtime is not None and runtime.reporter.running
+    assert any("metadata unreadable" in r.getMessage() for r in caplog.records)
+    sink = CapturingSink()
+    assert runtime.plugins.register(sink, "capture")
+    assert len(sink.wait_for(2)) >= 2
+
+
 def test_every_hook_is_documented_and_tested() -> None:
     """Each hookspec has a docstring contract and is exercised by this test module."""
     from concmon import hookspecs
