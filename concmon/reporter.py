@@ -30,6 +30,16 @@ FORK_WAIT_S = 10.0
 for (the child still gets a fresh report lock)."""
 
 
+def next_tick(due: float, now: float, interval: float) -> float:
+    """When the report after the one that was ``due`` is due, read at ``now``.
+
+    On the grid (``due + interval``) while the reports keep up; a report that ran past its
+    successor's time skips that tick rather than making it up in a burst.
+    """
+    following = due + interval
+    return following if following > now else now + interval
+
+
 class Reporter:
     """Owns the reporting thread of one monitor."""
 
@@ -81,10 +91,7 @@ class Reporter:
                 self.report_now()
             except Exception:
                 logger.exception("concmon: a report failed; reporting goes on")
-            next_at += self.interval
-            now = time.monotonic()
-            if next_at <= now:
-                next_at = now + self.interval
+            next_at = next_tick(next_at, time.monotonic(), self.interval)
 
     def stop(self, timeout: float | None = None) -> Snapshot:
         """Stop the thread, then give every sink the final snapshot (``concmon_shutdown``)."""

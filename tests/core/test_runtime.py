@@ -18,6 +18,7 @@ import concmon
 from concmon import ConfigError, get_monitor, get_runtime, init_monitor, shutdown_monitor
 from concmon.hookspecs import hookimpl
 from concmon.logformat import parse_reports
+from concmon.reporter import next_tick
 from concmon.settings import load_settings
 from concmon.snapshot import Snapshot
 from concmon.testing import CapturingSink, check_balanced
@@ -75,6 +76,22 @@ def test_reports_arrive_on_a_grid_without_drift() -> None:
     spacings = [r.interval_s for r in sink.reports[1:21]]
     assert 0.08 < statistics.median(spacings) < 0.12, spacings
     assert sum(spacings) < 20 * 0.1 + 0.3, spacings
+
+
+@pytest.mark.parametrize(
+    ("due", "now", "expected"),
+    [
+        (10.0, 10.03, 11.0),  # a 30 ms report: the next tick stays on the grid
+        (10.0, 10.99, 11.0),
+        (10.0, 11.0, 12.0),  # ran to its successor's time: that tick is skipped
+        (10.0, 13.5, 14.5),  # a sink stuck for 3.5 intervals: no burst of catch-up reports
+    ],
+)
+def test_report_ticks_stay_on_the_grid_and_skip_missed_ones(
+    due: float, now: float, expected: float
+) -> None:
+    """The schedule, with the clock stepped by hand: no drift, and no catching up."""
+    assert next_tick(due, now, 1.0) == expected
 
 
 def test_interval_values_reset_after_each_report() -> None:
