@@ -19,7 +19,9 @@ from concmon.runtime import (
     Runtime,
     get_monitor,
     get_runtime,
+    hold_monitor,
     init_monitor,
+    release_monitor,
     shutdown_monitor,
     track_task,
 )
@@ -55,10 +57,12 @@ __all__ = [
     "__version__",
     "get_monitor",
     "get_runtime",
+    "hold_monitor",
     "hookimpl",
     "init_monitor",
     "load_settings",
     "outcome_for",
+    "release_monitor",
     "shutdown_monitor",
     "track_task",
 ]

@@ -44,6 +44,7 @@ _lock = threading.RLock()
 _monitor: ConcurrencyMonitor | None = None
 _runtime: Runtime | None = None
 _atexit_registered = False
+_holders = 0
 
 
 STRICT_VARIABLE = "CONCMON_STRICT"
@@ -177,12 +178,40 @@ def shutdown_monitor(timeout: float | None = None) -> Snapshot | None:
     return runtime.reporter.stop(timeout)
 
 
+def hold_monitor() -> ConcurrencyMonitor:
+    """:func:`init_monitor` for one of several users of the process's monitor.
+
+    Two applications in one process (each with its own lifespan) share the monitor; the one
+    that stops first must not stop the other's reports. Each holder calls
+    :func:`release_monitor` when it stops, and the last one shuts the monitor down.
+    """
+    global _holders
+    with _lock:
+        monitor = init_monitor()
+        _holders += 1
+        return monitor
+
+
+def release_monitor(timeout: float | None = None) -> Snapshot | None:
+    """Let go of a :func:`hold_monitor`; the last holder's release shuts the monitor down and
+    returns its final snapshot (None while others still hold it)."""
+    global _holders
+    with _lock:
+        if _holders > 1:
+            _holders -= 1
+            return None
+        _holders = 0
+    return shutdown_monitor(timeout)
+
+
 def _reset_for_tests() -> None:
     """Forget the process-wide monitor (tests only: counts and plugins are dropped)."""
     global _monitor
+    global _holders
     shutdown_monitor()
     with _lock:
         _monitor = None
+        _holders = 0
 
 
 _fork_held = False
@@ -206,10 +235,13 @@ def after_fork_in_parent() -> None:
 
 
 def after_fork_in_child() -> None:
-    """Threads do not survive a fork: a reporting parent's child starts a reporter of its own."""
-    global _lock, _fork_held
+    """Threads do not survive a fork: a reporting parent's child starts a reporter of its own.
+
+    The parent's holders are not the child's: what runs there holds the monitor anew."""
+    global _lock, _fork_held, _holders
     _lock = threading.RLock()
     _fork_held = False
+    _holders = 0
     runtime = _runtime
     if runtime is not None and runtime.settings.enabled and runtime.reporter._thread is not None:
         runtime.reporter.restart_after_fork()

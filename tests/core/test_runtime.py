@@ -122,6 +122,21 @@ def test_shutdown_is_prompt_and_flushes_a_final_report(tmp_path: Path) -> None:
     assert parse_reports(text.splitlines()) == ([final], 0)
 
 
+def test_the_monitor_stops_when_its_last_holder_lets_go() -> None:
+    """Two apps hold the monitor: the first to stop leaves the other's reports running."""
+    first = concmon.hold_monitor()
+    assert concmon.hold_monitor() is first
+    runtime = get_runtime()
+    assert runtime is not None and runtime.reporter.running
+    assert concmon.release_monitor() is None
+    assert get_runtime() is runtime and runtime.reporter.running
+    first.begin("/x").finish()
+    final = concmon.release_monitor()
+    assert final is not None and final.total == 1
+    assert get_runtime() is None and not runtime.reporter.running
+    assert concmon.release_monitor() is None, "a release too many changes nothing"
+
+
 def test_counting_survives_shutdown_and_restart() -> None:
     """After shutdown the monitor still counts, and init_monitor reports again."""
     monitor = init_monitor(sinks=())
