@@ -3,18 +3,30 @@
 A slot freed by a finishing request is handed straight to the oldest waiter, so the queue is
 strictly first-in first-out and a newcomer can never overtake it. A waiter that gives up (its
 timeout, or its task cancelled) after a slot was already handed to it passes the slot on, so a
-slot is never lost. The gate lives on one event loop, like the server that drives it.
+slot is never lost. The gate lives on one event loop, like the server that drives it, and works
+on any backend anyio runs (asyncio and trio).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
+
+import anyio
 
 from concmon import ConcurrencyMonitor
 
 GATE_QUEUE = "gate"
 """Queue name the waiters are counted under in the snapshot's ``queues``."""
+
+
+class _Waiter:
+    """One queued request: ``handed`` is set, with the event, when a slot is handed to it."""
+
+    __slots__ = ("event", "handed")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.handed = False
 
 
 class AdmissionGate:
@@ -25,7 +37,7 @@ class AdmissionGate:
         self.max_queue = max_queue
         self.timeout = timeout
         self.inside = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[_Waiter] = deque()
 
     @property
     def waiting(self) -> int:
@@ -37,15 +49,12 @@ class AdmissionGate:
             return True
         if self.max_queue is not None and len(self._waiters) >= self.max_queue:
             return False
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter()
         self._waiters.append(waiter)
         with monitor.queued(name, source=GATE_QUEUE):
             try:
-                if self.timeout is None:
-                    await waiter
-                else:
-                    async with asyncio.timeout(self.timeout):
-                        await waiter
+                with anyio.fail_after(self.timeout):  # None: no time limit
+                    await waiter.event.wait()
             except TimeoutError:
                 # A slot that arrived just as the time ran out is taken, not lost.
                 return self._handed(waiter)
@@ -55,21 +64,17 @@ class AdmissionGate:
                 raise
         return True
 
-    def _handed(self, waiter: asyncio.Future[None]) -> bool:
+    def _handed(self, waiter: _Waiter) -> bool:
         """After giving up: True if a slot was handed over anyway (the caller now owns it)."""
-        if waiter.done() and not waiter.cancelled():
+        if waiter.handed:
             return True
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
+        self._waiters.remove(waiter)
         return False
 
     def release(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot moves on; `inside` is unchanged
-                return
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.handed = True  # the slot moves on; `inside` is unchanged
+            waiter.event.set()
+            return
         self.inside -= 1

@@ -11,10 +11,11 @@ straight through.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, TypedDict, Unpack
+
+import anyio
 
 from concmon import (
     ConcurrencyMonitor,
@@ -273,7 +274,7 @@ class ConcMonMiddleware:
         state.started = False
         state.group = None
         await stop_probe()
-        await asyncio.to_thread(shutdown_monitor)
+        await anyio.to_thread.run_sync(shutdown_monitor)
 
     # -- names ------------------------------------------------------------------------------
 
@@ -360,7 +361,7 @@ class ConcMonMiddleware:
         if not self._state.started:
             self._monitor()
         client = scope.get("client")
-        reply = await asyncio.to_thread(
+        reply = await anyio.to_thread.run_sync(
             self._state.endpoints.answer,
             scope["path"],
             scope["method"],

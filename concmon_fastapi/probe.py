@@ -9,7 +9,9 @@ Sync endpoints run in anyio's default thread pool (40 threads unless changed); a
 finds every thread busy waits for one. The probe reads the pool's waiting count on each tick and
 reports it as the ``threadpool`` queue, apart from the admission gate's queue.
 
-One probe runs per event loop, however many applications or middleware instances share it.
+One probe runs per event loop, however many applications or middleware instances share it. It
+measures an asyncio loop: on another backend (trio) it does not run, and ``loop_lag_ms`` stays
+empty.
 """
 
 from __future__ import annotations
@@ -69,9 +71,18 @@ async def _run(interval: float) -> None:
             get_monitor().set_queue_depth(0, THREADPOOL_QUEUE)
 
 
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # another backend (trio): nothing this probe can measure
+        return None
+
+
 def start_probe(interval: float) -> None:
-    """Start the probe on the running loop (idempotent)."""
-    loop = asyncio.get_running_loop()
+    """Start the probe on the running asyncio loop (idempotent; nothing on another backend)."""
+    loop = _asyncio_loop()
+    if loop is None:
+        return
     task = _probes.get(loop)
     if task is not None and not task.done():
         return
@@ -80,7 +91,8 @@ def start_probe(interval: float) -> None:
 
 async def stop_probe() -> None:
     """Stop the running loop's probe, if any, and wait for it to clear its queue figure."""
-    task = _probes.pop(asyncio.get_running_loop(), None)
+    loop = _asyncio_loop()
+    task = _probes.pop(loop, None) if loop is not None else None
     if task is None or task.done():
         return
     task.cancel()
