@@ -12,6 +12,7 @@ straight through.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, TypedDict, Unpack
 
@@ -23,9 +24,10 @@ from concmon import (
     EndpointGroup,
     Outcome,
     Ticket,
+    hold_monitor,
     init_monitor,
     outcome_for,
-    shutdown_monitor,
+    release_monitor,
 )
 from concmon.adapter_options import FailedStatus
 from concmon.endpoints import TEXT, Answer, MachineEndpoints, answer
@@ -88,6 +90,9 @@ class MiddlewareState:
         )
         self.endpoints = MachineEndpoints(options)
         self.started = False
+        # Whether this app holds the process monitor (hold_monitor), and the lock for it.
+        self.holding = False
+        self.holding_lock = threading.Lock()
         self.startup_error: ConfigError | None = None
         self.monitor: ConcurrencyMonitor | None = None
         # The monitor's HTTP group while started, None otherwise: the one test per request.
@@ -222,26 +227,35 @@ class ConcMonMiddleware:
 
     # -- starting and stopping ------------------------------------------------------------------
 
-    def _start(self) -> ConcurrencyMonitor:
+    async def _start(self) -> ConcurrencyMonitor:
         state = self._state
-        monitor = init_monitor()
-        if state.options.max_concurrency is not None:
-            monitor.max_concurrency = state.options.max_concurrency
-        state.endpoints.activate()
+        # Loading plugins, opening files and starting the reporter block: not on the loop.
+        monitor = await anyio.to_thread.run_sync(self._start_monitor)
         interval = state.options.loop_lag_interval
         if interval is not None:
             start_probe(interval)
-        count_background_tasks()
         state.monitor = monitor
         state.group = monitor.http
         state.started = True
         return monitor
 
-    def _monitor(self) -> ConcurrencyMonitor:
+    def _start_monitor(self) -> ConcurrencyMonitor:
+        state = self._state
+        with state.holding_lock:
+            # Held once per start, released by _stop: another app's monitor keeps running.
+            monitor = init_monitor() if state.holding else hold_monitor()
+            state.holding = True
+        if state.options.max_concurrency is not None:
+            monitor.max_concurrency = state.options.max_concurrency
+        state.endpoints.activate()
+        count_background_tasks()
+        return monitor
+
+    async def _monitor(self) -> ConcurrencyMonitor:
         state = self._state
         monitor = state.monitor
         if monitor is None or not state.started:
-            monitor = self._start()
+            monitor = await self._start()
         return monitor
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -258,7 +272,7 @@ class ConcMonMiddleware:
             await send(message)
 
         try:
-            self._start()
+            await self._start()
         except ConfigError as exc:
             state.startup_error = exc
             message = await receive()
@@ -274,7 +288,10 @@ class ConcMonMiddleware:
         state.started = False
         state.group = None
         await stop_probe()
-        await anyio.to_thread.run_sync(shutdown_monitor)
+        with state.holding_lock:
+            holding, state.holding = state.holding, False
+        if holding:
+            await anyio.to_thread.run_sync(release_monitor)
 
     # -- names ------------------------------------------------------------------------------
 
@@ -304,12 +321,12 @@ class ConcMonMiddleware:
             return await self.app(scope, receive, send)
         group = self._state.group
         if group is None:
-            group = self._start().http
+            group = (await self._start()).http
         table = self._table
         name = table.name(scope) if table is not None else self._name(scope)
         gate = self._gate
         if gate is not None:
-            monitor = self._monitor()
+            monitor = await self._monitor()
             if not await gate.acquire(monitor, name):
                 monitor.reject(name)
                 return await self._reject(send)
@@ -341,7 +358,7 @@ class ConcMonMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         monitor = self._state.monitor
         if monitor is None or not self._state.started:
-            monitor = self._monitor()
+            monitor = await self._monitor()
         ticket = monitor.websocket.begin(self._name(scope))
         try:
             await self.app(scope, receive, send)
@@ -359,7 +376,7 @@ class ConcMonMiddleware:
 
     async def _serve_own(self, scope: Scope, send: Send) -> None:
         if not self._state.started:
-            self._monitor()
+            await self._monitor()
         client = scope.get("client")
         reply = await anyio.to_thread.run_sync(
             self._state.endpoints.answer,

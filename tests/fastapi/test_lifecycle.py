@@ -211,3 +211,46 @@ def test_websocket_counts_on_its_own_and_never_touches_http() -> None:
     assert (stats.total, stats.completed, stats.active) == (2, 2, 0)
     assert stats.failed == 0
     assert after.total == 0 and after.endpoints == {}
+
+
+def test_two_apps_in_one_process_stop_independently() -> None:
+    """Two instrumented apps, each with its own lifespan, share the process monitor: the one
+    that shuts down first leaves the other's reports running; the last one stops them."""
+    first, second = make_app(Hooks()), make_app(Hooks())
+    with uvicorn_thread(second, lifespan="on") as second_url:
+        with uvicorn_thread(first, lifespan="on") as first_url:
+            assert httpx.get(f"{first_url}/fast", timeout=10).status_code == 200
+        runtime = get_runtime()
+        assert runtime is not None and runtime.reporter.running, "the first app's shutdown"
+        sink = CapturingSink()
+        assert runtime.plugins.register(sink, "capture")
+        assert httpx.get(f"{second_url}/fast", timeout=10).status_code == 200
+        report = runtime.reporter.report_now()
+        assert report.endpoints["/fast"].total == 2
+        assert sink.reports[-1] is report
+    assert get_runtime() is None and not runtime.reporter.running
+
+
+@pytest.mark.parametrize("lifespan", ["on", "off"])
+def test_start_up_blocking_work_runs_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, lifespan: str
+) -> None:
+    """Loading plugins, opening files and starting the reporter happen in a worker thread, at
+    lifespan startup and on a first request without lifespan: the loop is never stalled."""
+    from concmon.plugins import PluginHost
+
+    on_loop: list[bool] = []
+    real = PluginHost.load_configured
+
+    def recording(self: PluginHost) -> list[str]:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(self)
+
+    monkeypatch.setattr(PluginHost, "load_configured", recording)
+    with uvicorn_thread(make_app(Hooks()), lifespan=lifespan) as url:
+        assert httpx.get(f"{url}/fast", timeout=10).status_code == 200
+    assert on_loop == [False]
