@@ -49,6 +49,12 @@ class Outcome(enum.Enum):
     CANCELLED = "cancelled"
 
 
+# Read on every finish as module constants: ``Outcome.FAILED`` goes through the enum's class
+# machinery, which on Python 3.11 costs about 0.9k instructions per read.
+_FAILED: Final = Outcome.FAILED
+_CANCELLED: Final = Outcome.CANCELLED
+
+
 class _Guard:
     """The one lock every counter is changed and read under, and the finishes it deferred.
 
@@ -135,9 +141,9 @@ class Counters:
         self.active -= 1
         self.completed += 1
         self.group.active -= 1
-        if outcome is Outcome.FAILED:
+        if outcome is _FAILED:
             self.failed += 1
-        elif outcome is Outcome.CANCELLED:
+        elif outcome is _CANCELLED:
             self.cancelled += 1
         if started is None:
             self.untimed += 1
