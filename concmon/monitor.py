@@ -49,6 +49,13 @@ class Outcome(enum.Enum):
     CANCELLED = "cancelled"
 
 
+# Read on every finish as module constants: ``Outcome.FAILED`` goes through the enum's class
+# machinery, which on Python 3.11 costs about 0.9k instructions per read.
+_OK: Final = Outcome.OK
+_FAILED: Final = Outcome.FAILED
+_CANCELLED: Final = Outcome.CANCELLED
+
+
 class _Guard:
     """The one lock every counter is changed and read under, and the finishes it deferred.
 
@@ -135,9 +142,9 @@ class Counters:
         self.active -= 1
         self.completed += 1
         self.group.active -= 1
-        if outcome is Outcome.FAILED:
+        if outcome is _FAILED:
             self.failed += 1
-        elif outcome is Outcome.CANCELLED:
+        elif outcome is _CANCELLED:
             self.cancelled += 1
         if started is None:
             self.untimed += 1
@@ -495,10 +502,10 @@ class Tracked:
 def outcome_for(exc_type: type[BaseException] | None) -> Outcome:
     """The outcome of a block that ended with ``exc_type`` (``None`` when it returned)."""
     if exc_type is None:
-        return Outcome.OK
+        return _OK
     if issubclass(exc_type, (asyncio.CancelledError, GeneratorExit)):
-        return Outcome.CANCELLED
-    return Outcome.FAILED
+        return _CANCELLED
+    return _FAILED
 
 
 class ConcurrencyMonitor:

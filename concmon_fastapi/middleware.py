@@ -102,7 +102,7 @@ class MiddlewareState:
 class _Exchange:
     """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status."""
 
-    __slots__ = ("_failed", "_receive", "_send", "status", "ticket")
+    __slots__ = ("_failed", "_receive", "_send", "completed", "status", "ticket")
 
     def __init__(self, ticket: Ticket, send: Send, receive: Receive, failed: FailedStatus) -> None:
         self.ticket = ticket
@@ -110,6 +110,7 @@ class _Exchange:
         self._receive = receive
         self._failed = failed
         self.status = 0
+        self.completed = False
 
     def send(self, message: Message) -> Awaitable[None]:
         # Not a coroutine: every message but the last is handed to the server's own send and
@@ -133,6 +134,7 @@ class _Exchange:
         # Compared here, not by calling the rule: that call adds 9 % to the adapter's instructions.
         failed = self.status >= rule.threshold if rule.threshold is not None else rule(self.status)
         self.ticket.finish(_FAILED if failed else _OK)
+        self.completed = True
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -337,9 +339,10 @@ class ConcMonMiddleware:
             except BaseException as exc:
                 exchange.ticket.finish(_outcome(exchange, exc))
                 raise
-            # Returned without completing the response: the server answers 500 or cuts the
-            # connection; the client did not get what it asked for.
-            exchange.ticket.finish(_FAILED)  # a no-op when the response was completed
+            if not exchange.completed:
+                # Returned without completing the response: the server answers 500 or cuts
+                # the connection; the client did not get what it asked for.
+                exchange.ticket.finish(_FAILED)
         finally:
             if gate is not None:
                 gate.release()
