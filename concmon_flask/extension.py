@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import Any, Final
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
 
 from flask import Flask, Request
 
 from concmon import ConcurrencyMonitor, EndpointGroup, init_monitor
 from concmon_flask.options import Options, core_options, from_config
 from concmon_flask.wsgi import ENVIRON_KEY, UNMATCHED_NAME, ConcMonWSGIMiddleware, Exchange
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger("concmon")
 
@@ -63,16 +68,47 @@ def naming_request_class(base: type[Request], group: EndpointGroup) -> type[Requ
     return type(f"ConcMon{base.__name__}", (base,), namespace)
 
 
+def _without_cycle(app: Flask) -> WSGIApplication:
+    """``app.wsgi_app`` for the middleware to call, holding ``app`` weakly.
+
+    The middleware becomes ``app.wsgi_app``; holding the app's own bound method in return would
+    make every app a reference cycle, freed only by the garbage collector instead of at zero
+    references. A ``wsgi_app`` already wrapped by something else is called as it is.
+    """
+    wsgi_app = app.wsgi_app
+    if getattr(wsgi_app, "__self__", None) is not app:
+        return wsgi_app
+    function = type(app).wsgi_app
+    app_ref = weakref.ref(app)
+
+    def call(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        app = app_ref()
+        if app is None:
+            raise ReferenceError("the Flask app of this middleware no longer exists")
+        body: Iterable[bytes] = function(app, environ, start_response)
+        return body
+
+    return call
+
+
 class FlaskMiddleware(ConcMonWSGIMiddleware):
     """The WSGI middleware of one Flask app; names requests by their URL rule."""
 
     def __init__(
         self, app: Flask, options: Options, monitor: ConcurrencyMonitor | None = None
     ) -> None:
-        super().__init__(app.wsgi_app, endpoint=None, monitor=monitor, options=options)
-        self.flask_app = app
+        super().__init__(_without_cycle(app), endpoint=None, monitor=monitor, options=options)
+        # Weakly, as in _without_cycle: the app holds this middleware.
+        self._app = weakref.ref(app)
         self._request_class = self._install_request_class()
-        self._watched = app
+        self._watched = weakref.proxy(app)
+
+    @property
+    def flask_app(self) -> Flask:
+        app = self._app()
+        if app is None:
+            raise ReferenceError("the Flask app of this middleware no longer exists")
+        return app
 
     def _install_request_class(self) -> type[Request]:
         app = self.flask_app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 
 import pytest
 from flask import Flask
@@ -123,3 +125,24 @@ def test_plain_middleware_counts_a_non_flask_app() -> None:
         serve(app, path)
     stats = check_balanced(get_monitor().snapshot()).endpoints["plain"]
     assert (stats.total, stats.failed) == (2, 1)
+
+
+def test_a_flask_app_with_concmon_is_freed_at_zero_references() -> None:
+    """ConcMon(app) adds no reference cycle: the app goes the moment its last reference does,
+    with the garbage collector off (Flask guards the same for itself)."""
+    app = Flask("freed")
+
+    @app.get("/")
+    def index() -> str:
+        return "ok"
+
+    ConcMon(app)
+    assert app.test_client().get("/").status_code == 200
+    ref = weakref.ref(app)
+    gc.collect()
+    gc.disable()
+    try:
+        del app
+        assert ref() is None
+    finally:
+        gc.enable()
