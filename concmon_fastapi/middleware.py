@@ -24,6 +24,7 @@ from concmon import (
     EndpointGroup,
     Outcome,
     Ticket,
+    get_monitor,
     hold_monitor,
     init_monitor,
     outcome_for,
@@ -230,9 +231,32 @@ class ConcMonMiddleware:
     # -- starting and stopping ------------------------------------------------------------------
 
     async def _start(self) -> ConcurrencyMonitor:
+        """At lifespan startup: the blocking part in a worker thread, awaited."""
+        return self._started(await anyio.to_thread.run_sync(self._hold))
+
+    def _start_lazily(self) -> ConcurrencyMonitor:
+        """On the first request of a server without lifespan: count it at once and start the
+        reporting in a thread of its own. Waiting for it here would stall the loop, or reorder
+        the application's own tasks."""
+        monitor = self._started(get_monitor())
+        threading.Thread(target=self._hold, name="concmon-start", daemon=True).start()
+        return monitor
+
+    def _hold(self) -> ConcurrencyMonitor:
+        """What blocks (plugins looked up, files opened, the reporter started): never on the
+        loop. Held once per start, released by _stop: another app's monitor keeps running."""
         state = self._state
-        # Loading plugins, opening files and starting the reporter block: not on the loop.
-        monitor = await anyio.to_thread.run_sync(self._start_monitor)
+        with state.holding_lock:
+            monitor = init_monitor() if state.holding else hold_monitor()
+            state.holding = True
+        state.endpoints.activate()
+        return monitor
+
+    def _started(self, monitor: ConcurrencyMonitor) -> ConcurrencyMonitor:
+        state = self._state
+        if state.options.max_concurrency is not None:
+            monitor.max_concurrency = state.options.max_concurrency
+        count_background_tasks()
         interval = state.options.loop_lag_interval
         if interval is not None:
             start_probe(interval)
@@ -241,23 +265,11 @@ class ConcMonMiddleware:
         state.started = True
         return monitor
 
-    def _start_monitor(self) -> ConcurrencyMonitor:
-        state = self._state
-        with state.holding_lock:
-            # Held once per start, released by _stop: another app's monitor keeps running.
-            monitor = init_monitor() if state.holding else hold_monitor()
-            state.holding = True
-        if state.options.max_concurrency is not None:
-            monitor.max_concurrency = state.options.max_concurrency
-        state.endpoints.activate()
-        count_background_tasks()
-        return monitor
-
-    async def _monitor(self) -> ConcurrencyMonitor:
+    def _monitor(self) -> ConcurrencyMonitor:
         state = self._state
         monitor = state.monitor
         if monitor is None or not state.started:
-            monitor = await self._start()
+            monitor = self._start_lazily()
         return monitor
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -323,12 +335,12 @@ class ConcMonMiddleware:
             return await self.app(scope, receive, send)
         group = self._state.group
         if group is None:
-            group = (await self._start()).http
+            group = self._start_lazily().http
         table = self._table
         name = table.name(scope) if table is not None else self._name(scope)
         gate = self._gate
         if gate is not None:
-            monitor = await self._monitor()
+            monitor = self._monitor()
             if not await gate.acquire(monitor, name):
                 monitor.reject(name)
                 return await self._reject(send)
@@ -361,7 +373,7 @@ class ConcMonMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         monitor = self._state.monitor
         if monitor is None or not self._state.started:
-            monitor = await self._monitor()
+            monitor = self._monitor()
         ticket = monitor.websocket.begin(self._name(scope))
         try:
             await self.app(scope, receive, send)
@@ -379,7 +391,7 @@ class ConcMonMiddleware:
 
     async def _serve_own(self, scope: Scope, send: Send) -> None:
         if not self._state.started:
-            await self._monitor()
+            self._monitor()
         client = scope.get("client")
         reply = await anyio.to_thread.run_sync(
             self._state.endpoints.answer,

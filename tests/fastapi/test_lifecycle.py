@@ -253,4 +253,6 @@ def test_start_up_blocking_work_runs_off_the_event_loop(
     monkeypatch.setattr(PluginHost, "load_configured", recording)
     with uvicorn_thread(make_app(Hooks()), lifespan=lifespan) as url:
         assert httpx.get(f"{url}/fast", timeout=10).status_code == 200
+        # Without lifespan the start runs in a thread of its own, not awaited by the request.
+        wait_until(lambda _: bool(on_loop), what="the monitor started")
     assert on_loop == [False]
