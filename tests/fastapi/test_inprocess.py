@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -281,6 +282,20 @@ def test_middle_chunks_reach_the_server_send_untouched() -> None:
     assert (stats.completed, stats.failed, stats.cancelled) == (1, 0, 0)
 
 
+def _gone_at_body(n: int) -> Callable[[Any], Awaitable[None]]:
+    """A server ``send`` whose client hangs up at the ``n``-th body message (uvicorn's error)."""
+    bodies = 0
+
+    async def send(message: Any) -> None:
+        nonlocal bodies
+        if message["type"] == "http.response.body":
+            bodies += 1
+            if bodies == n:
+                raise ClientDisconnected()
+
+    return send
+
+
 @pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
 def test_client_gone_at_a_middle_chunk_counts_cancelled(spec_version: str) -> None:
     """The server's send raising OSError mid-stream (Starlette turns it into ClientDisconnect
@@ -298,14 +313,7 @@ def test_client_gone_at_a_middle_chunk_counts_cancelled(spec_version: str) -> No
         return StreamingResponse(chunks(), media_type="text/event-stream")
 
     install(app, loop_lag_interval=None)
-    bodies = 0
-
-    async def gone_after_two(message: Any) -> None:
-        nonlocal bodies
-        if message["type"] == "http.response.body":
-            bodies += 1
-            if bodies == 3:
-                raise ClientDisconnected()
+    gone_after_two = _gone_at_body(3)
 
     async def client_stays() -> dict[str, Any]:
         await asyncio.sleep(30)  # neither more body nor a disconnect message: only send fails
@@ -335,15 +343,7 @@ def test_client_gone_inside_a_task_group_counts_cancelled() -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(body())
 
-    chunks = 0
-
-    async def gone_at_the_third(message: Any) -> None:
-        nonlocal chunks
-        if message["type"] == "http.response.body":
-            chunks += 1
-            if chunks == 3:
-                raise ClientDisconnected()
-
+    gone_at_the_third = _gone_at_body(3)
     middleware = ConcMonMiddleware(streaming, loop_lag_interval=None)
     with pytest.raises(ExceptionGroup):
         asyncio.run(middleware(scope("/s"), receive, gone_at_the_third))
