@@ -7,6 +7,7 @@ from concmon import forking as _forking  # noqa: F401 - registers the fork handl
 from concmon.hookspecs import hookimpl
 from concmon.monitor import (
     OVERFLOW_NAME,
+    UNMATCHED,
     ConcurrencyMonitor,
     EndpointGroup,
     Outcome,
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "OVERFLOW_NAME",
     "SCHEMA",
+    "UNMATCHED",
     "ConcurrencyMonitor",
     "ConfigError",
     "EndpointGroup",

@@ -182,6 +182,7 @@ def merge(live: Sequence[Snapshot], gone: Sequence[Snapshot] = ()) -> Snapshot:
         avg_active=round(sum(s.avg_active for s in live), 3),
         queue_depth=sum(s.queue_depth for s in live),
         queue_peak=sum(s.queue_peak for s in live),
+        routing=sum(s.routing for s in live),
         saturation=_max(s.saturation for s in live),
         endpoints=_merge_section((s.endpoints for s in live), (s.endpoints for s in gone)),
         websockets=_merge_section((s.websockets for s in live), (s.websockets for s in gone)),

@@ -36,7 +36,7 @@ _NUM = r"(-|[0-9][0-9.e+-]*)"
 _INT = r"(\d+)"
 _CONCURRENCY = re.compile(
     rf"Active: {_INT}/{_INT} Total: {_INT} Completed: {_INT} Failed: {_INT} "
-    rf"Cancelled: {_INT} Queue: {_INT} Uptime: {_NUM}s IntervalPeak: {_INT} "
+    rf"Cancelled: {_INT} Queue: {_INT}(?: Routing: {_INT})? Uptime: {_NUM}s IntervalPeak: {_INT} "
     rf"AvgActive: {_NUM} Rejected: {_INT} QueuePeak: {_INT} Interval: {_NUM}s "
     rf"Saturation: {_NUM} Host: (\".*\")\Z"
 )
@@ -79,7 +79,8 @@ def format_report(snapshot: Snapshot) -> str:
     concurrency = (
         f"{head} [CONCURRENCY] Active: {s.active}/{s.peak} Total: {s.total} "
         f"Completed: {s.completed} Failed: {s.failed} Cancelled: {s.cancelled} "
-        f"Queue: {s.queue_depth} Uptime: {_num(s.uptime_s)}s IntervalPeak: {s.interval_peak} "
+        f"Queue: {s.queue_depth} Routing: {s.routing} Uptime: {_num(s.uptime_s)}s "
+        f"IntervalPeak: {s.interval_peak} "
         f"AvgActive: {_num(s.avg_active)} Rejected: {s.rejected} QueuePeak: {s.queue_peak} "
         f"Interval: {_num(s.interval_s)}s Saturation: {_num(s.saturation)} "
         f"Host: {_name(s.host)}"
@@ -141,7 +142,7 @@ def _parse_concurrency(body: str) -> dict[str, Any]:
     if m is None:
         raise LogFormatError("malformed [CONCURRENCY] line")
     g = m.groups()
-    host = json.loads(g[14])
+    host = json.loads(g[15])
     if not isinstance(host, str):
         raise LogFormatError("Host must be a string")
     return {
@@ -152,13 +153,14 @@ def _parse_concurrency(body: str) -> dict[str, Any]:
         "failed": int(g[4]),
         "cancelled": int(g[5]),
         "queue_depth": int(g[6]),
-        "uptime_s": _float(g[7]),
-        "interval_peak": int(g[8]),
-        "avg_active": _float(g[9]),
-        "rejected": int(g[10]),
-        "queue_peak": int(g[11]),
-        "interval_s": _float(g[12]),
-        "saturation": _float(g[13]),
+        "routing": int(g[7]) if g[7] is not None else 0,  # absent from older lines
+        "uptime_s": _float(g[8]),
+        "interval_peak": int(g[9]),
+        "avg_active": _float(g[10]),
+        "rejected": int(g[11]),
+        "queue_peak": int(g[12]),
+        "interval_s": _float(g[13]),
+        "saturation": _float(g[14]),
         "host": host,
     }
 

@@ -40,6 +40,10 @@ OVERFLOW_NAME: Final = "<overflow>"
 
 DEFAULT_MAX_ENDPOINTS: Final = 500
 
+UNMATCHED: Final = "<unmatched>"
+"""Where a request is counted that no route handled: the router found none (a 404), or the
+request was answered before the router chose one (a middleware's own reply)."""
+
 
 class Outcome(enum.Enum):
     """How a request ended. ``failed`` and ``cancelled`` are both also ``completed``."""
@@ -69,7 +73,7 @@ class _Guard:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.deferred: list[tuple[Counters, float | None, float, Outcome]] = []
+        self.deferred: list[tuple[Counters, float | None, float, Outcome, str]] = []
 
     def __enter__(self) -> None:
         self.lock.acquire()
@@ -84,7 +88,9 @@ class _Guard:
         """Count the finishes deferred so far (the lock is held)."""
         deferred = self.deferred
         while deferred:
-            counters, started, now, outcome = deferred.pop()
+            counters, started, now, outcome, unrouted = deferred.pop()
+            if counters is counters.group.unrouted:
+                counters = _route(counters, unrouted, now)
             counters.end(started, now, outcome)
 
 
@@ -192,12 +198,17 @@ class Ticket:
         self._counters = counters
         self.started = started
 
-    def finish(self, outcome: Outcome = Outcome.OK) -> bool:
-        """Close the request; returns False (and counts nothing) if it was already closed."""
+    def finish(self, outcome: Outcome = Outcome.OK, unrouted: str = UNMATCHED) -> bool:
+        """Close the request; returns False (and counts nothing) if it was already closed.
+
+        A request admitted but never routed (see :meth:`EndpointGroup.admit`) is counted under
+        ``unrouted`` as it finishes.
+        """
         counters = self._counters
         if counters is None:
             return False
-        now = counters.group.clock()
+        group = counters.group
+        now = group.clock()
         guard = _guard
         lock = guard.lock
         # acquire/release, not `with`: 1.1k instructions less each; 8 % of the ASGI adapter for two.
@@ -208,8 +219,10 @@ class Ticket:
             self._counters = None
             # Held twice by this thread: the collector ran this inside one of its sections.
             if lock._recursion_count() > 1:  # type: ignore[attr-defined]
-                guard.deferred.append((counters, self.started, now, outcome))
+                guard.deferred.append((counters, self.started, now, outcome, unrouted))
             else:
+                if counters is group.unrouted:
+                    counters = _route(counters, unrouted, now)
                 counters.end(self.started, now, outcome)
                 if guard.deferred:
                     guard.apply_deferred()
@@ -217,10 +230,49 @@ class Ticket:
             lock.release()
         return True
 
+    def route(self, name: str) -> bool:
+        """Count an admitted request under ``name`` from now on, the router having chosen it.
+
+        Only the first call moves it; a ticket begun under a name, or closed, stays as it is.
+        The duration still runs from admission.
+        """
+        counters = self._counters
+        if counters is None or counters is not counters.group.unrouted:
+            return False
+        now = counters.group.clock()
+        with _guard:
+            if self._counters is not counters:
+                return False
+            self._counters = _route(counters, name, now)
+        return True
+
     @property
     def open(self) -> bool:
         """Whether the request is still counted active."""
         return self._counters is not None
+
+    @property
+    def routed(self) -> bool:
+        """Whether the request is counted under an endpoint (not waiting for its route)."""
+        counters = self._counters
+        return counters is not None and counters is not counters.group.unrouted
+
+
+def _route(unrouted: Counters, name: str, now: float) -> Counters:
+    """Move one request from its group's unrouted counters to ``name``'s (guard held)."""
+    group = unrouted.group
+    unrouted.active -= 1
+    unrouted.completed += 1  # handed to a route: the unrouted stage's own completion
+    counters = group.endpoints.get(name)
+    if counters is None:
+        counters = group._counters(name)
+    counters.moment -= now  # see Counters.a0
+    active = counters.active = counters.active + 1
+    if active > counters.interval_peak:
+        counters.interval_peak = active
+        if active > counters.peak:
+            counters.peak = active
+    return counters
 
 
 _CLOSED: Final = Ticket(None, 0.0)
@@ -241,6 +293,7 @@ class EndpointGroup:
         "kind",
         "max_endpoints",
         "peak",
+        "unrouted",
     )
 
     def __init__(self, kind: str, max_endpoints: int, clock: Clock = perf_counter) -> None:
@@ -252,6 +305,8 @@ class EndpointGroup:
         self.active = 0
         self.peak = 0
         self.interval_peak = 0
+        # The requests admitted whose route is not chosen yet: in ``active``, in no endpoint.
+        self.unrouted = Counters(self)
         self._overflow_warned = False
         self._unbalanced_reported: set[str] = set()
 
@@ -285,6 +340,31 @@ class EndpointGroup:
         finally:
             lock.release()
         return Ticket(counters, now)
+
+    def admit(self) -> Ticket:
+        """Count a request as active before its endpoint is known; ``ticket.route(name)``
+        names it when the application's router has chosen, and a ticket never routed
+        finishes under ``<unmatched>``. Until then it is active in the group, in no endpoint.
+        """
+        if not self.enabled:
+            return _CLOSED
+        now = self.clock()
+        guard = _guard
+        lock = guard.lock
+        lock.acquire()  # not `with`, as in Ticket.finish
+        try:
+            unrouted = self.unrouted
+            unrouted.active += 1
+            active = self.active = self.active + 1
+            if active > self.interval_peak:
+                self.interval_peak = active
+                if active > self.peak:
+                    self.peak = active
+            if guard.deferred:
+                guard.apply_deferred()
+        finally:
+            lock.release()
+        return Ticket(unrouted, now)
 
     def increment(self, name: str) -> None:
         """``begin`` without keeping the ticket, for callers that pair by name (``decrement``)."""
@@ -367,10 +447,11 @@ class EndpointGroup:
 
     def orphan_all(self) -> None:
         """Start empty; counters still held by open tickets finish in the orphanage."""
-        for counters in self.endpoints.values():
+        for counters in (*self.endpoints.values(), self.unrouted):
             counters.group = _ORPHANS
             _ORPHANS.active += counters.active
         self.endpoints = {}
+        self.unrouted = Counters(self)
         self.active = 0
         self.peak = 0
         self.interval_peak = 0
@@ -694,6 +775,7 @@ class ConcurrencyMonitor:
             interval = now - self._interval_started
             http = self.http
             active, peak, interval_peak = http.active, http.peak, http.interval_peak
+            routing = http.unrouted.active
             endpoints = http.stats(now, interval, reset)
             websockets = self.websocket.stats(now, interval, reset)
             background = self.background.stats(now, interval, reset)
@@ -728,13 +810,14 @@ class ConcurrencyMonitor:
             peak=peak,
             interval_peak=interval_peak,
             avg_active=round(sum(e.avg_active for e in values), 3),
-            total=sum(e.total for e in values),
+            total=sum(e.total for e in values) + routing,
             completed=sum(e.completed for e in values),
             failed=sum(e.failed for e in values),
             cancelled=sum(e.cancelled for e in values),
             rejected=sum(e.rejected for e in values),
             queue_depth=queue_depth,
             queue_peak=queue_peak,
+            routing=routing,
             saturation=round(active / limit, 4) if limit else None,
             endpoints=endpoints,
             websockets=websockets,

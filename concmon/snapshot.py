@@ -64,6 +64,7 @@ class SnapshotDict(TypedDict):
     rejected: int
     queue_depth: int
     queue_peak: int
+    routing: int
     saturation: float | None
     endpoints: dict[str, EndpointDict]
     websockets: dict[str, EndpointDict]
@@ -220,6 +221,7 @@ class Snapshot:
     rejected: int = 0
     queue_depth: int = 0
     queue_peak: int = 0
+    routing: int = 0
     saturation: float | None = None
     endpoints: Mapping[str, EndpointStats] = field(default_factory=dict)
     websockets: Mapping[str, EndpointStats] = field(default_factory=dict)
@@ -248,6 +250,7 @@ class Snapshot:
             "rejected": self.rejected,
             "queue_depth": self.queue_depth,
             "queue_peak": self.queue_peak,
+            "routing": self.routing,
             "saturation": self.saturation,
             "endpoints": {k: v.to_dict() for k, v in self.endpoints.items()},
             "websockets": {k: v.to_dict() for k, v in self.websockets.items()},
@@ -282,6 +285,7 @@ class Snapshot:
                 rejected=_int(data, "rejected"),
                 queue_depth=_int(data, "queue_depth"),
                 queue_peak=_int(data, "queue_peak"),
+                routing=_int(data, "routing") if "routing" in data else 0,
                 saturation=_opt_float(data, "saturation"),
                 endpoints=_stats_map(data, "endpoints"),
                 websockets=_stats_map(data, "websockets"),

@@ -80,9 +80,11 @@ def invariant_problems(snapshot: Snapshot) -> list[str]:
     for section, items in sections:
         for name, stats in items.items():
             problems += _check_stats(f"{section}[{name!r}]", stats)
-    summed = sum(s.active for s in snapshot.endpoints.values())
+    summed = sum(s.active for s in snapshot.endpoints.values()) + snapshot.routing
     if summed != snapshot.active:
-        problems.append(f"endpoint actives add up to {summed}, not active {snapshot.active}")
+        problems.append(
+            f"endpoint actives and routing add up to {summed}, not active {snapshot.active}"
+        )
     if snapshot.queue_depth < 0 or snapshot.queue_peak < snapshot.queue_depth:
         problems.append(f"queue depth {snapshot.queue_depth} / peak {snapshot.queue_peak}")
     if sum(q.depth for q in snapshot.queues.values()) != snapshot.queue_depth:

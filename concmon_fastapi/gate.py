@@ -43,7 +43,7 @@ class AdmissionGate:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self, monitor: ConcurrencyMonitor, name: str) -> bool:
+    async def acquire(self, monitor: ConcurrencyMonitor) -> bool:
         if self.inside < self.limit and not self._waiters:
             self.inside += 1
             return True
@@ -51,7 +51,7 @@ class AdmissionGate:
             return False
         waiter = _Waiter()
         self._waiters.append(waiter)
-        with monitor.queued(name, source=GATE_QUEUE):
+        with monitor.queued(GATE_QUEUE):
             try:
                 with anyio.fail_after(self.timeout):  # None: no time limit
                     await waiter.event.wait()

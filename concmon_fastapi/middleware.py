@@ -36,7 +36,7 @@ from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate
 from concmon_fastapi.options import Options, Scope
 from concmon_fastapi.probe import start_probe, stop_probe
-from concmon_fastapi.routes import CATCH_ALL, RouteTable, find_router
+from concmon_fastapi.routes import CATCH_ALL, Naming, RoutedScope, RouteNames, find_router
 
 logger = logging.getLogger("concmon")
 
@@ -103,15 +103,26 @@ class MiddlewareState:
 class _Exchange:
     """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status."""
 
-    __slots__ = ("_failed", "_receive", "_send", "completed", "status", "ticket")
+    __slots__ = ("_failed", "_receive", "_send", "completed", "naming", "status", "ticket")
 
-    def __init__(self, ticket: Ticket, send: Send, receive: Receive, failed: FailedStatus) -> None:
+    def __init__(
+        self,
+        ticket: Ticket,
+        send: Send,
+        receive: Receive,
+        failed: FailedStatus,
+        naming: Naming | None,
+    ) -> None:
         self.ticket = ticket
         self._send = send
         self._receive = receive
         self._failed = failed
+        self.naming = naming
         self.status = 0
         self.completed = False
+
+    def finish(self, outcome: Outcome) -> None:
+        _close(self.ticket, self.naming, outcome)
 
     def send(self, message: Message) -> Awaitable[None]:
         # Not a coroutine: every message but the last is handed to the server's own send and
@@ -134,14 +145,21 @@ class _Exchange:
         rule = self._failed
         # Compared here, not by calling the rule: that call adds 9 % to the adapter's instructions.
         failed = self.status >= rule.threshold if rule.threshold is not None else rule(self.status)
-        self.ticket.finish(_FAILED if failed else _OK)
+        self.finish(_FAILED if failed else _OK)
         self.completed = True
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] == "http.disconnect":
-            self.ticket.finish(_CANCELLED)  # a no-op once the response is complete
+            self.finish(_CANCELLED)  # a no-op once the response is complete
         return message
+
+
+def _close(ticket: Ticket, naming: Naming | None, outcome: Outcome) -> None:
+    if naming is None or ticket.routed:
+        ticket.finish(outcome)
+    else:  # nothing in the application chose a route
+        ticket.finish(outcome, naming.finish_name())
 
 
 def _outcome(exchange: _Exchange, exc: BaseException) -> Outcome:
@@ -224,7 +242,7 @@ class ConcMonMiddleware:
         self._failed = opts.failed_status
         self._name_for = opts.name_for
         self._gate = state.gate
-        self._table: RouteTable | None = None
+        self._names: RouteNames | None = None
         self._router = find_router(app) if opts.name_for is None else None
         self._fixed_name = opts.names.get(CATCH_ALL, CATCH_ALL)
 
@@ -309,16 +327,27 @@ class ConcMonMiddleware:
 
     # -- names ------------------------------------------------------------------------------
 
-    def _name(self, scope: Scope) -> str:
-        table = self._table
-        if table is None:
-            name_for = self._name_for
-            if name_for is not None:
-                return name_for(scope)
-            if self._router is None:
-                return self._fixed_name
-            table = self._table = RouteTable(self._router, self._state.options.names)
-        return table.name(scope)
+    def _route_names(self) -> RouteNames | None:
+        """The router's templates, None when requests are named otherwise (``name_for``, or
+        an application without a router)."""
+        names = self._names
+        if names is None and self._router is not None:
+            names = self._names = RouteNames(self._router, self._state.options.names)
+        return names
+
+    def _fixed(self, scope: Scope) -> str:
+        name_for = self._name_for
+        return name_for(scope) if name_for is not None else self._fixed_name
+
+    def _admit(self, group: EndpointGroup, scope: Scope) -> tuple[Ticket, Scope, Naming | None]:
+        """The request's ticket, the scope to hand the application, and how it gets named."""
+        names = self._names if self._names is not None else self._route_names()
+        if names is None:
+            return group.begin(self._fixed(scope)), scope, None
+        ticket = group.admit()
+        view = RoutedScope(scope)
+        naming = view.naming = Naming(ticket, names)
+        return ticket, view, naming
 
     # -- the ASGI interface -----------------------------------------------------------------
 
@@ -336,25 +365,30 @@ class ConcMonMiddleware:
         group = self._state.group
         if group is None:
             group = self._start_lazily().http
-        table = self._table
-        name = table.name(scope) if table is not None else self._name(scope)
         gate = self._gate
         if gate is not None:
             monitor = self._monitor()
-            if not await gate.acquire(monitor, name):
-                monitor.reject(name)
+            if not await gate.acquire(monitor):
+                # Turned away before routing: counted under the name no route handled.
+                names = self._route_names()
+                monitor.reject(names.unmatched if names is not None else self._fixed(scope))
                 return await self._reject(send)
         try:
-            exchange = _Exchange(group.begin(name), send, receive, self._failed)
+            ticket, inner, naming = self._admit(group, scope)
+            exchange = _Exchange(ticket, send, receive, self._failed, naming)
             try:
-                await self.app(scope, exchange.receive, exchange.send)
+                await self.app(inner, exchange.receive, exchange.send)
             except BaseException as exc:
-                exchange.ticket.finish(_outcome(exchange, exc))
+                exchange.finish(_outcome(exchange, exc))
                 raise
+            finally:
+                if inner is not scope:
+                    # What the application wrote into its scope, for whoever wraps it.
+                    scope.update(inner)
             if not exchange.completed:
                 # Returned without completing the response: the server answers 500 or cuts
                 # the connection; the client did not get what it asked for.
-                exchange.ticket.finish(_FAILED)
+                exchange.finish(_FAILED)
         finally:
             if gate is not None:
                 gate.release()
@@ -374,13 +408,16 @@ class ConcMonMiddleware:
         monitor = self._state.monitor
         if monitor is None or not self._state.started:
             monitor = self._monitor()
-        ticket = monitor.websocket.begin(self._name(scope))
+        ticket, inner, naming = self._admit(monitor.websocket, scope)
         try:
-            await self.app(scope, receive, send)
+            await self.app(inner, receive, send)
         except BaseException as exc:
-            ticket.finish(_websocket_outcome(exc))
+            _close(ticket, naming, _websocket_outcome(exc))
             raise
-        ticket.finish(_OK)
+        finally:
+            if inner is not scope:
+                scope.update(inner)
+        _close(ticket, naming, _OK)
 
     async def _reject(self, send: Send) -> None:
         retry = str(self._state.options.retry_seconds)

@@ -1,60 +1,46 @@
-"""Endpoint names for ASGI requests: the route template, found once, at the start of a request.
+"""Endpoint names for ASGI requests, read from the choice the application's own router made.
 
-The name has to be known when a request begins (it is the key its counters live under until it
-ends), which is before the application's router has run. Running the router's own matching a
-second time would cost several microseconds per request, so the route tree is compiled once
-into a :class:`RouteTable` that reproduces the router's choice:
+Starlette's and FastAPI's routers record their choice in the scope as they hand a request
+over: the chosen route under ``"route"`` (Starlette's router, FastAPI's own routes) and what
+handles it under ``"endpoint"`` (both; FastAPI's router records only this for plain routes and
+mounts). The application is handed a :class:`RoutedScope`, a plain ``dict`` that notices these
+two writes, so a request is named by the route that really handles it, at the moment it is
+handed over, and no routing rule is ever evaluated a second time.
 
-* paths of routes without parameters go into one dictionary per method, checked against every
-  route declared before them, so the common case is two dictionary lookups;
-* everything else walks precompiled regular expressions in routing order, descending into
-  mounted routers, with Starlette's rules: the first full match wins, a path that matches with
-  the wrong method is remembered (it answers 405) unless a later route matches fully, and a
-  mount captures every path under its prefix (a 404 under a mount is ``<unmatched>``).
-
-Route classes whose ``matches`` is their own are asked directly, so custom routing stays
-exact. A table is rebuilt when the application's route list grows (checked only when a path
-found no route, so the hot path pays nothing for it).
+A route object is turned into its template once, from a walk of the route tree that only reads
+it (mount and include prefixes joined to each route's ``path_format``). A request that no route
+handled (a 404, a slash redirect, an answer from a middleware) is counted under
+``<unmatched>``; until the router has chosen, it is counted as routing.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
-UNMATCHED: Final = "<unmatched>"
-"""The one name every path that no route matches is counted under."""
+from concmon import UNMATCHED, Ticket
+
+__all__ = ["CATCH_ALL", "UNMATCHED", "Naming", "RouteNames", "RoutedScope", "find_router"]
 
 CATCH_ALL: Final = "/{path:path}"
 """The name of every request to an application that has no router to read templates from."""
 
-_HTTP_METHODS: Final = (
-    "GET",
-    "HEAD",
-    "POST",
-    "PUT",
-    "DELETE",
-    "PATCH",
-    "OPTIONS",
-    "TRACE",
-    "CONNECT",
-    "QUERY",
-)
-_WS: Final = "websocket"
-
-PATH_CACHE_SIZE: Final = 2048
-"""Parameterised paths remembered per method, on top of the paths without parameters."""
-
-_CACHED_PATH_MAX: Final = 256
-"""Longer paths are resolved every time rather than kept."""
+_MISSES_KEPT: Final = 1024
+"""Objects that named nothing, remembered so that each one triggers one re-walk at most."""
 
 Scope = MutableMapping[str, Any]
 
-# One compiled step of the routing walk. kind: "http" / "websocket" route, "mount" (a router
-# below a prefix, payload: its _Level), "opaque" (a mounted application we cannot see into),
-# "dynamic" (a route class with its own matching, payload: the route, asked directly).
-_Entry = tuple[str, "re.Pattern[str] | None", "frozenset[str] | None", str, Any]
+try:  # FastAPI records which inclusion of a router a request came through (a router included
+    # twice serves one route object under two prefixes).
+    from fastapi import routing as _fastapi_routing
+
+    _EFFECTIVE_KEY: str | None = getattr(
+        _fastapi_routing, "_FASTAPI_EFFECTIVE_ROUTE_CONTEXT_KEY", None
+    )
+    _IncludedRouter: type | None = getattr(_fastapi_routing, "_IncludedRouter", None)
+    _iter_contexts: Any = getattr(_fastapi_routing, "iter_route_contexts", None)
+except ImportError:  # plain Starlette
+    _EFFECTIVE_KEY, _IncludedRouter, _iter_contexts = None, None, None
 
 
 def find_router(app: Any, depth: int = 64) -> Any | None:
@@ -74,303 +60,192 @@ def find_router(app: Any, depth: int = 64) -> Any | None:
     return None
 
 
-def _route_path(scope: Scope) -> str:
-    # Starlette matches against the path below root_path (get_route_path).
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if not root or not path.startswith(root):
-        return path
-    if path == root:
-        return ""
-    if path[len(root)] == "/":
-        return path[len(root) :]
-    return path
+class _Entry:
+    """What one route object (or its endpoint) stands for: its templates, and whether a router
+    below it chooses again (a mount of a router, a Host)."""
+
+    __slots__ = ("obj", "routes_below", "templates")
+
+    def __init__(self, obj: object, routes_below: bool) -> None:
+        self.obj = obj  # kept alive, so its id is never reused while it is a key
+        self.routes_below = routes_below
+        self.templates: list[str] = []
 
 
-class RouteTable:
-    """The compiled route tree of one router; ``name(scope)`` is the request's endpoint name."""
+class RouteNames:
+    """The template of every route object under one router, found by walking its tree."""
 
     def __init__(self, router: Any, names: Mapping[str, str] | None = None) -> None:
         self._router = router
         self._names = dict(names or {})
-        self._unmatched = self._names.get(UNMATCHED, UNMATCHED)
-        self._size = -1
-        self._root = _Level([])
-        # Per method: the paths without parameters (fixed at compile time) and ``_known``, the
-        # same plus the parameterised paths seen lately (see ``_remember``).
-        self._static: dict[str, dict[str, str]] = {}
-        self._known: dict[str, dict[str, str]] = {}
-        self._known_limit: dict[str, int] = {}
-        self.compile()
+        self.unmatched = self._names.get(UNMATCHED, UNMATCHED)
+        self._entries: dict[int, _Entry] = {}
+        self._misses: dict[int, object] = {}
+        self.refresh()
 
-    def _display(self, template: str) -> str:
+    def display(self, template: str) -> str:
         return self._names.get(template, template)
 
-    def compile(self) -> None:
-        """(Re)build the table from the router's current routes."""
-        routes = list(self._router.routes)
-        self._size = len(self._router.routes)
-        self._root = self._compile_level(routes, "")
-        self._static = {}
-        self._known = {}
-        self._known_limit = {}
-        if self._root.dynamic:
-            return  # a route that decides by itself may claim any path: always walk
-        statics: list[str] = []
-        self._collect_static(self._root, "", statics)
-        for method in (*_HTTP_METHODS, _WS):
-            found: dict[str, str] = {}
-            for path in statics:
-                name = self._walk(self._root, path, method, None)
-                if name is not None and name != self._unmatched:
-                    found[path] = name
-            self._static[method] = found
-            self._known[method] = dict(found)
-            self._known_limit[method] = len(found) + PATH_CACHE_SIZE
+    def refresh(self) -> None:
+        """Walk the route tree again (routes added after ``install`` are found this way)."""
+        entries: dict[int, _Entry] = {}
+        self._walk(self._router.routes, "", entries, 0)
+        self._entries = entries
 
-    # -- compiling ------------------------------------------------------------------------------
+    def entry(self, obj: object) -> _Entry | None:
+        """What ``obj`` (a route or an endpoint the router handed over) stands for."""
+        found = self._entries.get(id(obj))
+        if found is not None or id(obj) in self._misses or len(self._misses) >= _MISSES_KEPT:
+            return found
+        self.refresh()  # a route added since the last walk
+        found = self._entries.get(id(obj))
+        if found is None:
+            self._misses[id(obj)] = obj
+        return found
 
-    def _compile_level(self, routes: Iterable[Any], prefix: str) -> _Level:
-        from starlette import routing as sr
+    # -- the walk (reads the tree, never matches) ----------------------------------------------
 
-        try:
-            from fastapi import routing as fr
-
-            flatten: Callable[[Any], Iterable[Any]] | None = getattr(
-                fr, "iter_route_contexts", None
-            )
-            own_matches: tuple[Any, ...] = (
-                sr.Route.matches,
-                sr.WebSocketRoute.matches,
-                sr.Mount.matches,
-                fr.APIRoute.matches,
-                fr.APIWebSocketRoute.matches,
-            )
-            included: type | None = getattr(fr, "_IncludedRouter", None)
-        except ImportError:  # plain Starlette
-            flatten, included = None, None
-            own_matches = (sr.Route.matches, sr.WebSocketRoute.matches, sr.Mount.matches)
-
-        entries: list[_Entry] = []
+    def _walk(self, routes: Iterable[Any], prefix: str, out: dict[int, _Entry], depth: int) -> None:
+        if depth > 32:
+            return
         for route in routes:
-            if included is not None and flatten is not None and isinstance(route, included):
-                # A FastAPI router included with a prefix stays nested; its public flattened
-                # view gives every effective route with the prefix applied.
-                for context in flatten([route]):
-                    entries.extend(
-                        self._compile_one(context, context.original_route, prefix, own_matches, sr)
+            if _IncludedRouter is not None and isinstance(route, _IncludedRouter):
+                for context in _iter_contexts([route]):
+                    original = context.original_route
+                    self._visit(original, prefix + (context.path or ""), out, depth)
+                    _add(
+                        out, getattr(context, "starlette_route", None), prefix + context.path, None
                     )
                 continue
-            entries.extend(self._compile_one(route, route, prefix, own_matches, sr))
-        return _Level(entries)
+            path = getattr(route, "path", None)
+            self._visit(route, prefix + path if isinstance(path, str) else prefix, out, depth)
 
-    def _compile_one(
-        self, route: Any, original: Any, prefix: str, own_matches: tuple[Any, ...], sr: Any
-    ) -> list[_Entry]:
-        matches = getattr(type(original), "matches", None)
-        regex = getattr(route, "path_regex", None)
-        path = getattr(route, "path", None)
-        if matches not in own_matches or regex is None or not isinstance(path, str):
-            label = self._display(prefix + path) if isinstance(path, str) else self._unmatched
-            return [("dynamic", None, None, label, route)]
-        template = prefix + path
-        if isinstance(original, sr.Mount):
-            sub = getattr(route, "routes", None)
-            if sub:
-                return [("mount", regex, None, self._unmatched, self._compile_level(sub, template))]
-            return [("opaque", regex, None, self._display(template + "/{path}"), None)]
-        if isinstance(original, sr.WebSocketRoute):
-            return [("websocket", regex, None, self._display(template), None)]
-        methods = getattr(route, "methods", None)
-        return [
-            ("http", regex, frozenset(methods) if methods else None, self._display(template), None)
-        ]
+    def _visit(self, route: Any, template: str, out: dict[int, _Entry], depth: int) -> None:
+        """Record ``route`` (its declared path joined to the prefixes above it: ``template``)."""
+        from starlette.routing import Host, Mount
 
-    def _collect_static(self, level: _Level, prefix: str, out: list[str]) -> None:
-        for kind, regex, _methods, _label, payload in level.entries:
-            if kind in ("http", "websocket") and regex is not None:
-                pattern = regex.pattern
-                literal = pattern[1:-1] if pattern.startswith("^") and pattern.endswith("$") else ""
-                if literal and re.escape(_unescape(literal)) == literal:
-                    out.append(prefix + _unescape(literal))
-            elif kind == "mount" and regex is not None:
-                head = regex.pattern
-                tail = "/(?P<path>.*)$"
-                if head.startswith("^") and head.endswith(tail):
-                    literal = head[1 : -len(tail)]
-                    if re.escape(_unescape(literal)) == literal:
-                        self._collect_static(payload, prefix + _unescape(literal), out)
+        below = _routes_below(route)
+        if isinstance(route, Mount) and below is None:
+            template += "/{path}"  # an application of its own below the prefix
+        elif not isinstance(route, (Mount, Host)) and not isinstance(
+            getattr(route, "path", None), str
+        ):
+            template = self.unmatched  # a route without a path to name it by
+        _add(out, route, template, below)
+        self._add_endpoint(out, route, template, below)
+        if below is not None:
+            self._walk(below, template, out, depth + 1)
 
-    # -- resolving ------------------------------------------------------------------------------
-
-    def name(self, scope: Scope) -> str:
-        """The endpoint name of an ``http`` or ``websocket`` scope."""
-        method = scope["method"] if scope["type"] == "http" else _WS
-        path = _route_path(scope) if scope.get("root_path") else scope["path"]
-        known = self._known.get(method)
-        if known is not None:
-            found = known.get(path)
-            if found is not None:
-                return found
-        # The top level's combined expression answers directly for every route that is not a
-        # mount: the matching branch's group number indexes its label.
-        name: str | None = None
-        fast = self._root.fast.get(method)
-        if fast is not None:
-            m = fast[0](path)
-            if m is not None:
-                name = fast[1][m.lastindex]  # type: ignore[index]
-        if name is None:
-            name = self._walk(self._root, path, method, scope)
-            if name is None:
-                if len(self._router.routes) != self._size:
-                    self.compile()
-                    name = self._walk(self._root, path, method, scope)
-                if name is None:
-                    return self._unmatched
-        if known is not None and len(path) <= _CACHED_PATH_MAX:
-            self._remember(known, method, path, name)
-        return name
-
-    def _remember(self, known: dict[str, str], method: str, path: str, name: str) -> None:
-        # Paths with parameters repeat (the same model, the same user): the next request to
-        # one costs a dictionary look-up instead of a match. Bounded: when the cache is full
-        # it starts again from the static paths, so a scanner walking random ids cannot grow
-        # it. Unmatched paths are never kept.
-        if len(known) >= self._known_limit[method]:
-            known.clear()
-            known.update(self._static[method])
-        known[path] = name
-
-    def _walk(self, level: _Level, path: str, method: str, scope: Scope | None) -> str | None:
-        """The name Starlette's router would reach, or None when nothing matched at all."""
-        combined = level.by_method.get(method)
-        if combined is None:
-            return self._walk_linear(level, path, method, scope)
-        m = combined.match(path)
-        if m is not None:
-            kind, regex, _methods, label, payload = level.entries[int(m.lastgroup[2:])]  # type: ignore[index]
-            if kind != "mount":
-                return label
-            found = self._descend(regex, payload, path, method, scope)
-            return found if found is not None else label
-        if method == _WS:
-            return None
-        m = level.any_method.match(path)  # only a route with other methods: 405
-        if m is None:
-            return None
-        return level.entries[int(m.lastgroup[2:])][3]  # type: ignore[index]
-
-    def _descend(
-        self,
-        regex: re.Pattern[str] | None,
-        level: _Level,
-        path: str,
-        method: str,
-        scope: Scope | None,
-    ) -> str | None:
-        assert regex is not None
-        m = regex.match(path)
-        assert m is not None
-        return self._walk(level, "/" + m.group("path"), method, scope)
-
-    def _walk_linear(
-        self, level: _Level, path: str, method: str, scope: Scope | None
-    ) -> str | None:
-        partial: str | None = None
-        is_ws = method == _WS
-        for kind, regex, methods, label, payload in level.entries:
-            if kind == "dynamic":
-                if scope is None:
-                    continue  # cannot be precomputed: never part of the static table
-                match_kind = _ask(payload, scope)
-                if match_kind == 2:
-                    return label
-                if match_kind == 1 and partial is None:
-                    partial = label
-                continue
-            assert regex is not None
-            if kind == "http":
-                if is_ws or regex.match(path) is None:
-                    continue
-                if methods is None or method in methods:
-                    return label
-                if partial is None:
-                    partial = label
-            elif kind == "websocket":
-                if is_ws and regex.match(path) is not None:
-                    return label
-            elif regex.match(path) is not None:
-                if kind == "opaque":
-                    return label
-                found = self._descend(regex, payload, path, method, scope)
-                return found if found is not None else label
-        return partial
+    def _add_endpoint(
+        self, out: dict[int, _Entry], route: Any, template: str, below: list[Any] | None
+    ) -> None:
+        # FastAPI's router hands plain routes and mounts over by their endpoint alone.
+        for attr in ("endpoint", "app"):
+            obj = route.__dict__.get(attr) if hasattr(route, "__dict__") else None
+            if obj is not None and not isinstance(obj, (str, int, float)):
+                _add(out, obj, template, below)
 
 
-class _Level:
-    """The routes of one router, plus one combined expression per method.
+def _routes_below(route: Any) -> list[Any] | None:
+    """The routes of the router a Mount or Host hands over to, None for any other route."""
+    from starlette.routing import Host, Mount
 
-    The combined expression of a method holds, in routing order, every route that fully
-    matches that method and every mount, so its first match is exactly the route Starlette's
-    loop would stop at; a separate expression of all HTTP routes finds the 405 case. Levels
-    with a route that decides by itself are walked one route at a time.
-    """
+    if not isinstance(route, (Mount, Host)):
+        return None
+    routes = getattr(route, "routes", None)
+    return routes if isinstance(routes, list) and routes else None
 
-    def __init__(self, entries: list[_Entry]) -> None:
-        self.entries = entries
-        self.dynamic = any(
-            kind == "dynamic" or (kind == "mount" and payload.dynamic)
-            for kind, _r, _m, _l, payload in entries
-        )
-        self.by_method: dict[str, re.Pattern[str]] = {}
-        self.fast: dict[str, tuple[Callable[[str], re.Match[str] | None], list[str | None]]] = {}
-        self.any_method = re.compile("(?!)")
-        if any(kind == "dynamic" for kind, *_ in entries):
+
+def _add(out: dict[int, _Entry], obj: object, template: str, below: list[Any] | None) -> None:
+    if obj is None:
+        return
+    entry = out.get(id(obj))
+    if entry is None:
+        entry = out[id(obj)] = _Entry(obj, below is not None)
+    if template not in entry.templates:
+        entry.templates.append(template)
+
+
+class Naming:
+    """One request's naming: its ticket, moved to the chosen route as the router hands over."""
+
+    __slots__ = ("_names", "_pending", "_prefix", "ticket")
+
+    def __init__(self, ticket: Ticket, names: RouteNames) -> None:
+        self.ticket = ticket
+        self._names = names
+        self._prefix = ""  # the template of the last mount chosen on the way down
+        self._pending: str | None = None  # a choice between inclusions, for lack of better
+
+    def handed(self, scope: Scope, obj: object) -> None:
+        """The router handed the request to ``obj`` (a route, or an endpoint)."""
+        if self.ticket.routed:
             return
-        for method in (*_HTTP_METHODS, _WS):
-            chosen = [
-                i
-                for i, (kind, _r, methods, _l, _p) in enumerate(entries)
-                if kind in ("mount", "opaque")
-                or (kind == "websocket" and method == _WS)
-                or (kind == "http" and method != _WS and (methods is None or method in methods))
-            ]
-            combined = self.by_method[method] = _combine((i, entries[i][1]) for i in chosen)
-            # Group k of the combined expression is the k-th chosen route (inner groups are
-            # made non-capturing), so match.lastindex finds its label; None for a mount.
-            labels: list[str | None] = [None]
-            labels.extend(None if entries[i][0] == "mount" else entries[i][3] for i in chosen)
-            self.fast[method] = (combined.match, labels)
-        self.any_method = _combine(
-            (i, regex) for i, (kind, regex, *_rest) in enumerate(entries) if kind == "http"
-        )
+        names = self._names
+        entry = names.entry(obj)
+        if entry is None:
+            path = getattr(obj, "path", None)
+            if isinstance(path, str):  # a route the walk could not see (made by the router)
+                self.ticket.route(names.display(self._prefix + path))
+            return
+        templates = entry.templates
+        template = templates[0]
+        if len(templates) > 1:
+            # One route object under several prefixes: FastAPI names the inclusion it went
+            # through, a mount the prefix it passed.
+            chosen = _effective(scope, obj)
+            if chosen is not None:
+                chosen = self._prefix + chosen
+            else:
+                chosen = next(
+                    (t for t in templates if self._prefix and t.startswith(self._prefix)), None
+                )
+            if chosen is None:
+                self._pending = template
+                return
+            template = chosen
+        if entry.routes_below:
+            self._prefix = template
+            return
+        self.ticket.route(names.display(template))
+
+    def finish_name(self) -> str:
+        """The name a request that was never routed is counted under."""
+        pending = self._pending
+        return self._names.display(pending) if pending is not None else self._names.unmatched
 
 
-_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
+def _effective(scope: Scope, obj: object) -> str | None:
+    if _EFFECTIVE_KEY is None:
+        return None
+    own = scope.get("fastapi")
+    context = own.get(_EFFECTIVE_KEY) if isinstance(own, dict) else None
+    if context is None or getattr(context, "original_route", None) is not obj:
+        return None
+    path = getattr(context, "path", None)
+    return path if isinstance(path, str) else None
 
 
-def _combine(items: Iterable[tuple[int, re.Pattern[str] | None]]) -> re.Pattern[str]:
-    """One alternation; the matching branch's index is in ``match.lastgroup`` (``_r<i>``)."""
-    branches = []
-    for index, regex in items:
-        assert regex is not None
-        body = regex.pattern
-        body = body.removeprefix("^")
-        body = _NAMED_GROUP.sub("(?:", body)
-        branches.append(f"(?P<_r{index}>{body})")
-    return re.compile("|".join(branches) if branches else "(?!)")
+class RoutedScope(dict[str, Any]):
+    """The scope as the application sees it: an ordinary ``dict`` that notices the router's
+    choice. Only ``__setitem__`` and ``update`` are its own, the two ways routers record it."""
 
+    __slots__ = ("naming",)
 
-def _ask(route: Any, scope: Scope) -> int:
-    """Ask a route with its own matching: 0 none, 1 partial, 2 full (on a copy of the scope)."""
-    match, _ = route.matches(dict(scope))
-    value = int(getattr(match, "value", 0))
-    return 2 if value >= 2 else value
+    naming: Naming
 
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        if key == "route":
+            self.naming.handed(self, value)
 
-_UNESCAPE = re.compile(r"\\(.)")
-
-
-def _unescape(literal: str) -> str:
-    return _UNESCAPE.sub(r"\1", literal)
+    def update(self, other: Any = (), /, **more: Any) -> None:
+        dict.update(self, other, **more)
+        if type(other) is dict:  # what the routers pass: their child scope
+            route = other.get("route")
+            if route is not None:
+                self.naming.handed(self, route)
+            else:
+                endpoint = other.get("endpoint")
+                if endpoint is not None:
+                    self.naming.handed(self, endpoint)

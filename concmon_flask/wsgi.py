@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from concmon import ConcurrencyMonitor, Outcome, Ticket, get_monitor, outcome_for
+from concmon import UNMATCHED, ConcurrencyMonitor, Outcome, Ticket, get_monitor, outcome_for
 from concmon.endpoints import MachineEndpoints
 from concmon_flask.options import Options
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 ENVIRON_KEY: Final = "concmon.exchange"
 """The WSGI environ key marking a counted request (its :class:`Exchange` while the app runs)."""
 
-UNMATCHED_NAME: Final = "<unmatched>"
+UNMATCHED_NAME: Final = UNMATCHED
 """The one endpoint name every request that matched no route is counted under."""
 
 _OK: Final = Outcome.OK

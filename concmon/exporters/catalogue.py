@@ -183,6 +183,16 @@ CATALOGUE: Final[tuple[Metric | Summary, ...]] = (
         statsd="requests",
     ),
     Metric(
+        "gauge",
+        (),
+        "{request}",
+        "HTTP requests in flight whose route the application has not chosen yet.",
+        _one(lambda f: f.snapshot.routing),
+        prometheus="concmon_requests_routing",
+        otel="concmon.requests.routing",
+        statsd="requests.routing",
+    ),
+    Metric(
         "counter",
         ("endpoint",),
         "{request}",

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from concmon import get_runtime
+from concmon import UNMATCHED, get_runtime
 from concmon.testing import check_balanced
 from concmon_fastapi import install
 from tests.fastapi.conftest import wait_until
@@ -159,4 +159,4 @@ def test_admission_gate_queues_and_rejects_on_trio() -> None:
     assert sorted(results) == [200, 200, 503]
     check_balanced(snap)
     assert snap.endpoints["/hold"].completed == 2
-    assert snap.endpoints["/fast"].rejected == 1
+    assert snap.endpoints[UNMATCHED].rejected == 1  # turned away before routing
