@@ -451,11 +451,21 @@ def check(
     from concmon_cli.durations import parse_timestamp
 
     age_limit = parse_span(max_age) if max_age is not None else None
-    reading = _open(source, kind, stale_intervals).latest()
+    misconfigured = _misconfiguration()
+    try:
+        reading = _open(source, kind, stale_intervals).latest()
+    except CliError:
+        if misconfigured is None:
+            raise
+        # A switched-off concmon writes no reports: the setting is the news, not the silence.
+        click.echo(f"CRITICAL - {misconfigured}")
+        return EXIT_THRESHOLD
     verdict = evaluate(
         reading.workers, Limits(max_active, max_queue, max_failed_rate, max_loop_lag)
     )
     crossed = list(verdict.crossed)
+    if misconfigured is not None:
+        crossed.insert(0, misconfigured)
     if age_limit is not None:
         age = (datetime.now(UTC) - parse_timestamp(verdict.total.timestamp)).total_seconds()
         if age > age_limit:
@@ -464,6 +474,18 @@ def check(
         verdict = replace(verdict, crossed=tuple(crossed))
     click.echo(verdict.line())
     return EXIT_OK if verdict.ok else EXIT_THRESHOLD
+
+
+def _misconfiguration() -> str | None:
+    """Why concmon would switch itself off in this environment, None when its settings read."""
+    from concmon import ConfigError
+    from concmon.settings import load_settings
+
+    try:
+        load_settings()
+    except ConfigError as exc:
+        return f"concmon is switched off by its settings here: {exc}"
+    return None
 
 
 @cli.command(context_settings={"show_default": True})

@@ -134,6 +134,8 @@ def header(total: Snapshot, workers: int, t: Thresholds) -> Text:
     process = [
         _pair("Queue", f"{s.queue_depth} (peak {s.queue_peak})", _queue_style(s.queue_depth, t))
     ]
+    if s.routing:  # requests not routed yet: shown when there are any
+        process.append(_pair("Routing", str(s.routing)))
     if s.saturation is not None:
         process.append(_pair("Saturation", f"{s.saturation * 100:.0f}%"))
     lag = "-" if sy.loop_lag_ms is None else f"{sy.loop_lag_ms:.1f}ms"

@@ -60,7 +60,8 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
     endpoints = draw(st.dictionaries(names, endpoint_stats(), max_size=5))
     queues = draw(st.dictionaries(names, queue_stats, max_size=3))
     values = list(endpoints.values())
-    active = sum(e.active for e in values)
+    routing = draw(small)
+    active = sum(e.active for e in values) + routing
     interval_peak = active + draw(small)
     return Snapshot(
         timestamp=draw(timestamps),
@@ -72,13 +73,14 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         peak=interval_peak + draw(small),
         interval_peak=interval_peak,
         avg_active=draw(reals),
-        total=sum(e.total for e in values),
+        total=sum(e.total for e in values) + routing,
         completed=sum(e.completed for e in values),
         failed=sum(e.failed for e in values),
         cancelled=sum(e.cancelled for e in values),
         rejected=sum(e.rejected for e in values),
         queue_depth=sum(q.depth for q in queues.values()),
         queue_peak=draw(small),
+        routing=routing,
         saturation=draw(opt_reals),
         endpoints=endpoints,
         websockets=draw(st.dictionaries(names, endpoint_stats(), max_size=2)),

@@ -217,3 +217,35 @@ def test_export_prometheus_adds_up_workers_and_writes_atomically(tmp_path: Path)
     assert run("export", "prometheus", str(path), "-o", str(target)).exit_code == 0
     assert target.read_text() == out
     assert [p.name for p in target.parent.iterdir()] == ["concmon.prom"]
+
+
+def test_check_reports_a_misconfigured_concmon(
+    log_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad own setting, which switches concmon off in the app, makes check critical, naming
+    the variable, with reports to read or without any."""
+    monkeypatch.setenv("CONCMON_MAX_ENDPOINTS", "lots")
+    result = run("check", str(log_file))
+    assert result.exit_code == 1
+    assert result.stdout.startswith("CRITICAL - concmon is switched off by its settings here")
+    assert "CONCMON_MAX_ENDPOINTS" in result.stdout
+    silent = run("check", str(tmp_path / "never-written.log"))
+    assert silent.exit_code == 1
+    assert "CONCMON_MAX_ENDPOINTS" in silent.stdout
+    assert len(silent.stdout.splitlines()) == 1
+    monkeypatch.delenv("CONCMON_MAX_ENDPOINTS")
+    assert run("check", str(log_file)).stdout.startswith("OK")
+
+
+def test_show_names_requests_still_before_routing(tmp_path: Path) -> None:
+    """A report with requests not routed yet shows them as Routing in the header."""
+    from concmon import ConcurrencyMonitor
+
+    monitor = ConcurrencyMonitor()
+    held = [monitor.http.admit() for _ in range(2)]
+    path = write(tmp_path / "r.log", [monitor.report_snapshot()])
+    out = run("show", str(path)).stdout
+    assert "Routing 2" in out
+    assert out.splitlines()[0].startswith("Active 2/2")
+    for ticket in held:
+        ticket.finish()

@@ -150,3 +150,42 @@ def test_requests_leave_nothing_behind() -> None:
     del monitor
     gc.collect()
     assert ref() is None
+
+
+def test_a_request_admitted_before_routing_moves_once_and_keeps_its_duration() -> None:
+    """admit() counts a request active in no endpoint (routing); route() moves it to its
+    endpoint once, the duration still runs from admission; one never routed finishes under
+    the name it is given, and every total adds up on the way."""
+    clock = FakeClock()
+    monitor = ConcurrencyMonitor(clock=clock)
+    ticket = monitor.http.admit()
+    waiting = monitor.snapshot()
+    assert (waiting.active, waiting.routing, waiting.total, dict(waiting.endpoints)) == (
+        1,
+        1,
+        1,
+        {},
+    )
+    clock.advance(0.1)
+    assert ticket.route("/chat") and not ticket.route("/other")
+    routed = monitor.snapshot()
+    assert (routed.routing, routed.endpoints["/chat"].active, routed.total) == (0, 1, 1)
+    clock.advance(0.1)
+    ticket.finish()
+    lost = monitor.http.admit()
+    lost.finish(Outcome.FAILED, "<no route>")
+    snap = check_balanced(monitor.snapshot())
+    assert snap.endpoints["/chat"].max_ms == pytest.approx(200.0)
+    assert snap.endpoints["<no route>"].failed == 1
+    assert (snap.total, snap.completed, snap.routing) == (2, 2, 0)
+    assert not lost.route("/late")  # closed: nothing moves
+
+
+def test_an_unrouted_request_at_a_reset_finishes_in_the_orphanage() -> None:
+    """A request waiting for its route when the monitor resets never lands in the new counts."""
+    monitor = ConcurrencyMonitor()
+    ticket = monitor.http.admit()
+    monitor.reset()
+    assert not ticket.route("/x")
+    ticket.finish()
+    assert check_balanced(monitor.snapshot()).total == 0

@@ -70,6 +70,18 @@ def test_readme_example_line_parses() -> None:
     assert values["peak"] == 12
 
 
+def test_lines_written_before_the_routing_figure_still_parse() -> None:
+    """An older line has no `Routing:` field; it reads as 0 routing, everything else kept."""
+    monitor = ConcurrencyMonitor()
+    held = monitor.http.admit()
+    line = format_report(monitor.snapshot()).splitlines()[0]
+    assert " Routing: 1 " in line
+    assert parse_line(line).values["routing"] == 1
+    older = parse_line(line.replace(" Routing: 1", ""))
+    assert older.values["routing"] == 0 and older.values["active"] == 1
+    held.finish()
+
+
 @pytest.mark.parametrize(
     "line",
     [
