@@ -40,6 +40,8 @@ from concmon.testing import check_balanced
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = Path(__file__).resolve().parent
+# Read on import: tests/conftest.py clears every CONCMON_ variable before each test runs.
+CACHE = Path(os.environ.get("CONCMON_FRAMEWORK_CACHE") or ROOT / ".cache" / "frameworks")
 PIP_TIMEOUT = 600
 SUITE_TIMEOUT = 900
 # Linters, type checkers, coverage and benchmarks are in the dev groups but run no tests.
@@ -77,10 +79,10 @@ def _run(what: str, argv: list[str], timeout: float) -> str:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{what}: no result after {timeout:.0f} s\n{_tail(exc.stdout)}", pytrace=False)
-    print(f"{what}: {time.monotonic() - started:.0f} s")
     output = f"{result.stdout}{result.stderr}"
     if result.returncode != 0:
         pytest.fail(f"{what} failed (exit {result.returncode})\n{_tail(output)}", pytrace=False)
+    print(f"{what}: {time.monotonic() - started:.0f} s")
     return output
 
 
@@ -128,9 +130,8 @@ def _prepare(framework: Framework) -> tuple[Path, Path]:
     The marker file is written last, after a successful install, and records the install
     command: a half-built cache or one made for another checkout of concmon is built afresh.
     """
-    cache = Path(os.environ.get("CONCMON_FRAMEWORK_CACHE", ROOT / ".cache" / "frameworks"))
     python_tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    home = cache / f"{framework.name}-{framework.version}-{python_tag}"
+    home = CACHE / f"{framework.name}-{framework.version}-{python_tag}"
     ready, python = home / "ready.json", home / "venv" / "bin" / "python"
     if ready.exists():
         built = json.loads(ready.read_text())
