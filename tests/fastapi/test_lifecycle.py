@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -105,6 +106,10 @@ def test_lifespan_off_starts_lazily_on_the_first_request() -> None:
     with uvicorn_thread(make_app(hooks), lifespan="off") as url:
         assert get_runtime() is None
         assert httpx.get(f"{url}/fast").status_code == 200
+        # The reporting starts in a thread of its own, off the loop: wait for it (bounded).
+        deadline = time.monotonic() + 15
+        while get_runtime() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert get_runtime() is not None
         wait_until(lambda s: s.system.loop_lag_ms is not None, what="probe started lazily")
         drained()
