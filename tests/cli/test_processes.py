@@ -71,6 +71,10 @@ def _read_pty(fd: int, until: float, want: bytes) -> bytes:
     return seen
 
 
+def _like_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_in_a_terminal_redraws_as_reports_arrive(tmp_path: Path) -> None:
     """In a pseudo-terminal: colours, a new report drawn in place, Ctrl-C ends it cleanly."""
     path = write(tmp_path / "c.log", [busy_snapshot(active=3)])
@@ -84,6 +88,8 @@ def test_watch_in_a_terminal_redraws_as_reports_arrive(tmp_path: Path) -> None:
         stderr=child,
         env=env,
         close_fds=True,
+        # A suite started in the background inherits SIGINT ignored; a user's terminal does not.
+        preexec_fn=_like_a_terminal,
     )
     os.close(child)
     try:
