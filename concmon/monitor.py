@@ -240,10 +240,17 @@ class Ticket:
         if counters is None or counters is not counters.group.unrouted:
             return False
         now = counters.group.clock()
-        with _guard:
+        guard = _guard
+        lock = guard.lock
+        lock.acquire()  # not `with`, as in finish: this runs once per routed request
+        try:
             if self._counters is not counters:
                 return False
             self._counters = _route(counters, name, now)
+            if guard.deferred:
+                guard.apply_deferred()
+        finally:
+            lock.release()
         return True
 
     @property

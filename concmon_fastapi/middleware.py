@@ -36,7 +36,7 @@ from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate
 from concmon_fastapi.options import Options, Scope
 from concmon_fastapi.probe import start_probe, stop_probe
-from concmon_fastapi.routes import CATCH_ALL, Naming, RoutedScope, RouteNames, find_router
+from concmon_fastapi.routes import CATCH_ALL, NAMING_KEY, Naming, RouteNames, find_router
 
 logger = logging.getLogger("concmon")
 
@@ -45,7 +45,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-SCOPE_MARK: Final = "concmon.counted"
+SCOPE_MARK: Final = NAMING_KEY
 """Scope key set by the instance that counts a request; later instances pass it through."""
 
 _OK = Outcome.OK
@@ -103,26 +103,21 @@ class MiddlewareState:
 class _Exchange:
     """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status."""
 
-    __slots__ = ("_failed", "_receive", "_send", "completed", "naming", "status", "ticket")
+    __slots__ = ("_failed", "_receive", "_send", "completed", "scope", "status", "ticket")
 
     def __init__(
-        self,
-        ticket: Ticket,
-        send: Send,
-        receive: Receive,
-        failed: FailedStatus,
-        naming: Naming | None,
+        self, ticket: Ticket, scope: Scope, send: Send, receive: Receive, failed: FailedStatus
     ) -> None:
         self.ticket = ticket
+        self.scope = scope
         self._send = send
         self._receive = receive
         self._failed = failed
-        self.naming = naming
         self.status = 0
         self.completed = False
 
     def finish(self, outcome: Outcome) -> None:
-        _close(self.ticket, self.naming, outcome)
+        _close(self.ticket, self.scope, outcome)
 
     def send(self, message: Message) -> Awaitable[None]:
         # Not a coroutine: every message but the last is handed to the server's own send and
@@ -155,11 +150,12 @@ class _Exchange:
         return message
 
 
-def _close(ticket: Ticket, naming: Naming | None, outcome: Outcome) -> None:
-    if naming is None or ticket.routed:
+def _close(ticket: Ticket, scope: Scope, outcome: Outcome) -> None:
+    naming = scope.get(SCOPE_MARK)
+    if naming.__class__ is not Naming or ticket.routed:
         ticket.finish(outcome)
-    else:  # nothing in the application chose a route
-        ticket.finish(outcome, naming.finish_name())
+    else:  # no route told its name
+        ticket.finish(outcome, naming.finish_name(scope))
 
 
 def _outcome(exchange: _Exchange, exc: BaseException) -> Outcome:
@@ -339,15 +335,14 @@ class ConcMonMiddleware:
         name_for = self._name_for
         return name_for(scope) if name_for is not None else self._fixed_name
 
-    def _admit(self, group: EndpointGroup, scope: Scope) -> tuple[Ticket, Scope, Naming | None]:
-        """The request's ticket, the scope to hand the application, and how it gets named."""
+    def _admit(self, group: EndpointGroup, scope: Scope) -> Ticket:
+        """The request's ticket; with a router, counted as routing until its route tells."""
         names = self._names if self._names is not None else self._route_names()
         if names is None:
-            return group.begin(self._fixed(scope)), scope, None
+            return group.begin(self._fixed(scope))
         ticket = group.admit()
-        view = RoutedScope(scope)
-        naming = view.naming = Naming(ticket, names)
-        return ticket, view, naming
+        scope[SCOPE_MARK] = Naming(ticket, names)
+        return ticket
 
     # -- the ASGI interface -----------------------------------------------------------------
 
@@ -374,17 +369,12 @@ class ConcMonMiddleware:
                 monitor.reject(names.unmatched if names is not None else self._fixed(scope))
                 return await self._reject(send)
         try:
-            ticket, inner, naming = self._admit(group, scope)
-            exchange = _Exchange(ticket, send, receive, self._failed, naming)
+            exchange = _Exchange(self._admit(group, scope), scope, send, receive, self._failed)
             try:
-                await self.app(inner, exchange.receive, exchange.send)
+                await self.app(scope, exchange.receive, exchange.send)
             except BaseException as exc:
                 exchange.finish(_outcome(exchange, exc))
                 raise
-            finally:
-                if inner is not scope:
-                    # What the application wrote into its scope, for whoever wraps it.
-                    scope.update(inner)
             if not exchange.completed:
                 # Returned without completing the response: the server answers 500 or cuts
                 # the connection; the client did not get what it asked for.
@@ -408,16 +398,13 @@ class ConcMonMiddleware:
         monitor = self._state.monitor
         if monitor is None or not self._state.started:
             monitor = self._monitor()
-        ticket, inner, naming = self._admit(monitor.websocket, scope)
+        ticket = self._admit(monitor.websocket, scope)
         try:
-            await self.app(inner, receive, send)
+            await self.app(scope, receive, send)
         except BaseException as exc:
-            _close(ticket, naming, _websocket_outcome(exc))
+            _close(ticket, scope, _websocket_outcome(exc))
             raise
-        finally:
-            if inner is not scope:
-                scope.update(inner)
-        _close(ticket, naming, _OK)
+        _close(ticket, scope, _OK)
 
     async def _reject(self, send: Send) -> None:
         retry = str(self._state.options.retry_seconds)

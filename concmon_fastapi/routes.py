@@ -1,29 +1,37 @@
-"""Endpoint names for ASGI requests, read from the choice the application's own router made.
+"""Endpoint names for ASGI requests, told by the route the application's own router chose.
 
-Starlette's and FastAPI's routers record their choice in the scope as they hand a request
-over: the chosen route under ``"route"`` (Starlette's router, FastAPI's own routes) and what
-handles it under ``"endpoint"`` (both; FastAPI's router records only this for plain routes and
-mounts). The application is handed a :class:`RoutedScope`, a plain ``dict`` that notices these
-two writes, so a request is named by the route that really handles it, at the moment it is
-handed over, and no routing rule is ever evaluated a second time.
+A router hands a request over by calling the chosen route's ``handle``. Each route of the
+application tells the request its name at that moment: its ``handle`` is wrapped, once, by a
+:class:`_Telling` that moves the request's ticket to the route's template and calls the
+original. No routing rule is ever evaluated a second time, and the name is the one of the
+route that really handles the request, whatever the router's rules (mounts, Host routes, a
+route class with its own matching, 405s).
 
-A route object is turned into its template once, from a walk of the route tree that only reads
-it (mount and include prefixes joined to each route's ``path_format``). A request that no route
-handled (a 404, a slash redirect, an answer from a middleware) is counted under
-``<unmatched>``; until the router has chosen, it is counted as routing.
+Templates are read once from a walk of the route tree, which only reads it (declared paths
+joined to the mount and include prefixes above them). A route added after that walk is not
+wrapped yet: a request it handled is named at its end from what the router recorded in the
+scope (``"route"``, or ``"endpoint"`` for FastAPI's plain routes and mounts), and the walk runs
+again so the next one is told. A request that no route handled (a 404, a slash redirect, an
+answer from a middleware) is counted under ``<unmatched>``; until the router has chosen, it is
+counted as routing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
 from concmon import UNMATCHED, Ticket
 
-__all__ = ["CATCH_ALL", "UNMATCHED", "Naming", "RouteNames", "RoutedScope", "find_router"]
+__all__ = ["CATCH_ALL", "NAMING_KEY", "UNMATCHED", "Naming", "RouteNames", "find_router"]
 
 CATCH_ALL: Final = "/{path:path}"
 """The name of every request to an application that has no router to read templates from."""
+
+NAMING_KEY: Final = "concmon.counted"
+"""Scope key holding the request's :class:`Naming` (also what tells an inner instance that
+the request is counted already)."""
 
 _MISSES_KEPT: Final = 1024
 """Objects that named nothing, remembered so that each one triggers one re-walk at most."""
@@ -64,16 +72,50 @@ class _Entry:
     """What one route object (or its endpoint) stands for: its templates, and whether a router
     below it chooses again (a mount of a router, a Host)."""
 
-    __slots__ = ("obj", "routes_below", "templates")
+    __slots__ = ("_target", "name", "routes_below", "templates")
 
     def __init__(self, obj: object, routes_below: bool) -> None:
-        self.obj = obj  # kept alive, so its id is never reused while it is a key
+        # Held weakly where it can be, so a route and its entry make no cycle; a key whose
+        # object is gone (its id reused) is told apart by ``obj``.
+        try:
+            self._target: Callable[[], object] = weakref.ref(obj)
+        except TypeError:
+            self._target = lambda: obj
         self.routes_below = routes_below
         self.templates: list[str] = []
+        # The name itself when there is nothing to choose (one template, no router below).
+        self.name: str | None = None
+
+    @property
+    def obj(self) -> object:
+        return self._target()
+
+
+class _Telling:
+    """A route's ``handle``, telling the request which route it is as the router hands over.
+
+    It holds its route weakly and finds the class's ``handle`` on each call, so a route is
+    freed as it would be without concmon (no cycle through its own attribute).
+    """
+
+    __slots__ = ("_route", "entry")
+
+    def __init__(self, route: Any, entry: _Entry) -> None:
+        self._route = weakref.ref(route)
+        self.entry = entry
+
+    def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
+        naming = scope.get(NAMING_KEY)
+        if naming.__class__ is Naming:
+            naming.handed(scope, self.entry)
+        route: Any = self._route()
+        handling: Awaitable[None] = type(route).handle(route, scope, receive, send)
+        return handling  # the route's own awaitable: no frame of ours while it runs
 
 
 class RouteNames:
-    """The template of every route object under one router, found by walking its tree."""
+    """The template of every route object under one router, found by walking its tree; the
+    walk also makes every route it finds tell its name (see :class:`_Telling`)."""
 
     def __init__(self, router: Any, names: Mapping[str, str] | None = None) -> None:
         self._router = router
@@ -87,20 +129,27 @@ class RouteNames:
         return self._names.get(template, template)
 
     def refresh(self) -> None:
-        """Walk the route tree again (routes added after ``install`` are found this way)."""
+        """Walk the route tree again (routes added since are found, and told, this way)."""
         entries: dict[int, _Entry] = {}
         self._walk(self._router.routes, "", entries, 0)
         self._entries = entries
+        for entry in entries.values():
+            if len(entry.templates) == 1 and not entry.routes_below:
+                entry.name = self.display(entry.templates[0])
+            _tell(entry)
 
     def entry(self, obj: object) -> _Entry | None:
-        """What ``obj`` (a route or an endpoint the router handed over) stands for."""
+        """What ``obj`` (a route or an endpoint the router recorded) stands for."""
         found = self._entries.get(id(obj))
-        if found is not None or id(obj) in self._misses or len(self._misses) >= _MISSES_KEPT:
+        if found is not None and found.obj is obj:
             return found
+        if id(obj) in self._misses or len(self._misses) >= _MISSES_KEPT:
+            return None
         self.refresh()  # a route added since the last walk
         found = self._entries.get(id(obj))
-        if found is None:
+        if found is None or found.obj is not obj:
             self._misses[id(obj)] = obj
+            return None
         return found
 
     # -- the walk (reads the tree, never matches) ----------------------------------------------
@@ -111,11 +160,9 @@ class RouteNames:
         for route in routes:
             if _IncludedRouter is not None and isinstance(route, _IncludedRouter):
                 for context in _iter_contexts([route]):
-                    original = context.original_route
-                    self._visit(original, prefix + (context.path or ""), out, depth)
-                    _add(
-                        out, getattr(context, "starlette_route", None), prefix + context.path, None
-                    )
+                    template = prefix + (context.path or "")
+                    self._visit(context.original_route, template, out, depth)
+                    _add(out, getattr(context, "starlette_route", None), template, None)
                 continue
             path = getattr(route, "path", None)
             self._visit(route, prefix + path if isinstance(path, str) else prefix, out, depth)
@@ -132,18 +179,13 @@ class RouteNames:
         ):
             template = self.unmatched  # a route without a path to name it by
         _add(out, route, template, below)
-        self._add_endpoint(out, route, template, below)
+        # What FastAPI's router records of a plain route or a mount: its endpoint.
+        for attr in ("endpoint", "app"):
+            obj = vars(route).get(attr) if hasattr(route, "__dict__") else None
+            if obj is not None:
+                _add(out, obj, template, below)
         if below is not None:
             self._walk(below, template, out, depth + 1)
-
-    def _add_endpoint(
-        self, out: dict[int, _Entry], route: Any, template: str, below: list[Any] | None
-    ) -> None:
-        # FastAPI's router hands plain routes and mounts over by their endpoint alone.
-        for attr in ("endpoint", "app"):
-            obj = route.__dict__.get(attr) if hasattr(route, "__dict__") else None
-            if obj is not None and not isinstance(obj, (str, int, float)):
-                _add(out, obj, template, below)
 
 
 def _routes_below(route: Any) -> list[Any] | None:
@@ -166,6 +208,18 @@ def _add(out: dict[int, _Entry], obj: object, template: str, below: list[Any] | 
         entry.templates.append(template)
 
 
+def _tell(entry: _Entry) -> None:
+    """Make the route of ``entry`` tell its name when handed a request (once per route)."""
+    route: Any = entry.obj
+    if not hasattr(route, "matches") or not hasattr(route, "__dict__"):
+        return  # an endpoint, or not a route
+    current = vars(route).get("handle")
+    if isinstance(current, _Telling):
+        current.entry = entry  # walked again: the newest templates
+    elif current is None and callable(getattr(type(route), "handle", None)):
+        route.handle = _Telling(route, entry)
+
+
 class Naming:
     """One request's naming: its ticket, moved to the chosen route as the router hands over."""
 
@@ -175,25 +229,26 @@ class Naming:
         self.ticket = ticket
         self._names = names
         self._prefix = ""  # the template of the last mount chosen on the way down
-        self._pending: str | None = None  # a choice between inclusions, for lack of better
+        self._pending: str | None = None  # a choice between prefixes, for lack of better
 
-    def handed(self, scope: Scope, obj: object) -> None:
-        """The router handed the request to ``obj`` (a route, or an endpoint)."""
-        if self.ticket.routed:
-            return
-        names = self._names
-        entry = names.entry(obj)
-        if entry is None:
-            path = getattr(obj, "path", None)
-            if isinstance(path, str):  # a route the walk could not see (made by the router)
-                self.ticket.route(names.display(self._prefix + path))
-            return
+    def handed(self, scope: Scope, entry: _Entry) -> None:
+        """The router handed the request to the route of ``entry``."""
+        name = entry.name
+        if name is None:  # a mount, or one route under several prefixes
+            template = self._choose(scope, entry)
+            if template is None:
+                return
+            name = self._names.display(template)
+        self.ticket.route(name)  # only the first route told counts
+
+    def _choose(self, scope: Scope, entry: _Entry) -> str | None:
+        """The template the request is counted under, None while a router below chooses."""
         templates = entry.templates
         template = templates[0]
         if len(templates) > 1:
             # One route object under several prefixes: FastAPI names the inclusion it went
             # through, a mount the prefix it passed.
-            chosen = _effective(scope, obj)
+            chosen = _effective(scope, entry.obj)
             if chosen is not None:
                 chosen = self._prefix + chosen
             else:
@@ -202,17 +257,26 @@ class Naming:
                 )
             if chosen is None:
                 self._pending = template
-                return
+                return None
             template = chosen
         if entry.routes_below:
             self._prefix = template
-            return
-        self.ticket.route(names.display(template))
+            return None
+        return template
 
-    def finish_name(self) -> str:
-        """The name a request that was never routed is counted under."""
+    def finish_name(self, scope: Scope) -> str:
+        """The name of a request no route told: from what the router recorded in the scope
+        (a route added after the walk), else ``<unmatched>``."""
+        names = self._names
+        for key in ("route", "endpoint"):
+            obj = scope.get(key)
+            entry = names.entry(obj) if obj is not None else None
+            if entry is not None and not entry.routes_below:
+                template = self._choose(scope, entry)
+                if template is not None:
+                    return names.display(template)
         pending = self._pending
-        return self._names.display(pending) if pending is not None else self._names.unmatched
+        return names.display(pending) if pending is not None else names.unmatched
 
 
 def _effective(scope: Scope, obj: object) -> str | None:
@@ -224,28 +288,3 @@ def _effective(scope: Scope, obj: object) -> str | None:
         return None
     path = getattr(context, "path", None)
     return path if isinstance(path, str) else None
-
-
-class RoutedScope(dict[str, Any]):
-    """The scope as the application sees it: an ordinary ``dict`` that notices the router's
-    choice. Only ``__setitem__`` and ``update`` are its own, the two ways routers record it."""
-
-    __slots__ = ("naming",)
-
-    naming: Naming
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        dict.__setitem__(self, key, value)
-        if key == "route":
-            self.naming.handed(self, value)
-
-    def update(self, other: Any = (), /, **more: Any) -> None:
-        dict.update(self, other, **more)
-        if type(other) is dict:  # what the routers pass: their child scope
-            route = other.get("route")
-            if route is not None:
-                self.naming.handed(self, route)
-            else:
-                endpoint = other.get("endpoint")
-                if endpoint is not None:
-                    self.naming.handed(self, endpoint)
