@@ -1,9 +1,10 @@
 """A pytest plugin that puts concmon into every app a framework's own test suite builds.
 
-``CONCMON_EVERYWHERE=starlette`` installs the ASGI middleware into every ``Starlette``
-application, ``CONCMON_EVERYWHERE=flask`` adds ``ConcMon`` to every ``Flask`` application, with
-default options; unset, nothing is patched, so the same plugin serves the run without concmon.
-The patch is made when the plugin is imported, before the suite's conftest files build anything.
+``CONCMON_EVERYWHERE=starlette`` (or ``fastapi``) installs the ASGI middleware into every
+``Starlette`` and ``FastAPI`` application, ``CONCMON_EVERYWHERE=flask`` adds ``ConcMon`` to
+every ``Flask`` application, with default options; unset, nothing is patched, so the same
+plugin serves the run without concmon. The patch is made when the plugin is imported, before
+the suite's conftest files build anything.
 
 tests/frameworks/test_own_suites.py loads it as ``-p everywhere`` with this directory on
 PYTHONPATH (Starlette's suite has a ``tests`` package of its own). At the end of the session the
@@ -51,6 +52,11 @@ def _into_starlette() -> None:
     from concmon_fastapi import install
 
     _after_init(Starlette, install)
+    try:  # FastAPI's own __init__ does not call Starlette's; install() twice changes nothing
+        from fastapi import FastAPI
+    except ImportError:
+        return
+    _after_init(FastAPI, install)
 
 
 def _into_flask() -> None:
@@ -61,7 +67,7 @@ def _into_flask() -> None:
     _after_init(Flask, ConcMon)
 
 
-_PATCHES = {"starlette": _into_starlette, "flask": _into_flask}
+_PATCHES = {"starlette": _into_starlette, "fastapi": _into_starlette, "flask": _into_flask}
 
 _framework = os.environ.get("CONCMON_EVERYWHERE", "")
 if _framework:

@@ -1,12 +1,12 @@
-"""Starlette's and Flask's own test suites pass as well with concmon in every app as without it.
+"""Starlette's, FastAPI's and Flask's own test suites pass as well with concmon in every app.
 
 Each framework's sdist, at the version installed here, is downloaded and gets a venv of its own
-with the test requirements its maintainers use (their dependency group, pinned by their uv.lock:
-Flask 3.1.3's tests need the pytest 9.0.x it locks). The suite then runs twice under
-tests/frameworks/everywhere.py: without concmon, then with it installed into every app. A few
-tests fail on some machines either way (file permissions when run as root), so the two runs are
-compared instead of requiring a clean run: whatever passes without concmon must pass with it, and
-the monitor must balance at the end.
+with the test requirements its maintainers use (their dependency group, pinned by their uv.lock
+where the sdist has one: Flask 3.1.3's tests need the pytest 9.0.x it locks). The suite then
+runs twice under tests/frameworks/everywhere.py: without concmon, then with it installed into
+every app. A few tests fail on some machines either way (file permissions when run as root), so
+the two runs are compared instead of requiring a clean run: whatever passes without concmon must
+pass with it, and the monitor must balance at the end.
 
 The download and the venv are cached under ``CONCMON_FRAMEWORK_CACHE`` (default
 ``.cache/frameworks`` in the repository), per framework, version and Python; concmon itself is
@@ -45,7 +45,7 @@ CACHE = Path(os.environ.get("CONCMON_FRAMEWORK_CACHE") or ROOT / ".cache" / "fra
 PIP_TIMEOUT = 600
 SUITE_TIMEOUT = 900
 # Linters, type checkers, coverage and benchmarks are in the dev groups but run no tests.
-TOOLING = {"coverage", "mypy", "pytest-codspeed", "ruff", "twine"}
+TOOLING = {"coverage", "mypy", "pytest-codspeed", "ruff", "twine", "ty"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Framework:
 
 FRAMEWORKS = [
     Framework("starlette", "starlette[full]", group="dev", extra="fastapi"),
+    Framework("fastapi", "fastapi[all]", group="tests", extra="fastapi"),
     Framework("flask", "flask", group="tests", extra="flask"),
 ]
 
@@ -111,15 +112,27 @@ def _pinned(requirement: str, lock: list[dict[str, Any]]) -> str | None:
     return requirement
 
 
+def _group(groups: dict[str, list[Any]], name: str) -> list[str]:
+    """The requirements of one dependency group, the groups it includes expanded."""
+    found: list[str] = []
+    for entry in groups[name]:
+        if isinstance(entry, dict):
+            found += _group(groups, entry["include-group"])
+        else:
+            found.append(entry)
+    return found
+
+
 def _install_argv(framework: Framework, source: Path) -> list[str]:
     """The framework at the installed version, its pinned test group, and concmon editable."""
     project = tomllib.loads((source / "pyproject.toml").read_text())
-    lock = tomllib.loads((source / "uv.lock").read_text()).get("package", [])
+    locked = source / "uv.lock"  # FastAPI's sdist ships none: its group is taken as written
+    lock = tomllib.loads(locked.read_text()).get("package", []) if locked.exists() else []
     own = canonicalize_name(framework.name)
     group = [
         pin
-        for entry in project["dependency-groups"][framework.group]
-        if isinstance(entry, str) and canonicalize_name(Requirement(entry).name) != own
+        for entry in _group(project["dependency-groups"], framework.group)
+        if canonicalize_name(Requirement(entry).name) != own
         if (pin := _pinned(entry, lock)) is not None
     ]
     # One command, so concmon's extra (fastapi needs starlette) cannot move the framework's pin.
