@@ -508,6 +508,19 @@ def _misconfiguration() -> str | None:
     default=".",
     help="Directory to import APP from.",
 )
+@click.option(
+    "--prometheus", is_flag=True, help="Serve Prometheus metrics at /metrics (run's middleware)."
+)
+@click.option(
+    "--metrics-token",
+    envvar="CONCMON_METRICS_TOKEN",
+    show_envvar=True,
+    help="Bearer token required on the snapshot and metrics paths; prefer the variable.",
+)
+@click.option(
+    "--metrics-allow",
+    help="Client addresses or networks allowed on those paths, comma-separated (10.0.0.0/8).",
+)
 def run(
     *,
     app: str,
@@ -520,12 +533,16 @@ def run(
     log_file: str | None,
     json_path: str,
     app_dir: str,
+    prometheus: bool,
+    metrics_token: str | None,
+    metrics_allow: str | None,
 ) -> int:
     """Serve the ASGI app APP (module:attribute) with uvicorn, counted by concmon.
 
     The app's code is not changed: concmon's middleware wraps it in every worker, the
-    snapshot is served at --json-path, and reports go to the log file. Works with
-    --workers N and with --reload.
+    snapshot is served at --json-path, and reports go to the log file. An app that calls
+    install() itself is served as it is, with its own options. ENABLE_CONCURRENCY_MONITOR=false
+    serves it uncounted. Works with --workers N and with --reload.
     """
     from pathlib import Path
 
@@ -543,6 +560,9 @@ def run(
             log_file=Path(log_file) if log_file else None,
             json_path=json_path,
             app_dir=Path(app_dir),
+            prometheus=prometheus,
+            metrics_token=metrics_token,
+            metrics_allow=metrics_allow,
         )
     )
     return EXIT_OK
