@@ -167,3 +167,26 @@ def test_run_prints_where_reports_go_on_start(tmp_path: Path) -> None:
     assert f"concmon-cli watch {log}" in out
     block = out[: out.index(f"concmon-cli watch {log}")]
     assert len(block.splitlines()) <= 5
+
+
+def test_workers_keep_the_apps_own_options_and_runs_flags(tmp_path: Path) -> None:
+    """With --workers 2 (an import-string launch) each worker applies the same rule and flags."""
+    port = free_port()
+    argv = _run(tmp_path, OWN_INSTALL_APP, port, "--workers", "2", "--metrics-allow", "10.0.0.0/8")
+    with server_process(argv, port, cwd=tmp_path, timeout=60) as proc:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(4):  # either worker may answer; both keep the app's own token
+            assert httpx.get(f"{base}/concurrency", timeout=30).status_code == 401
+            assert httpx.get(f"{base}/concurrency", headers=BEARER, timeout=30).status_code == 200
+    assert "the app's own install()" in proc.output  # type: ignore[attr-defined]
+
+    (tmp_path / "plainapp.py").write_text(PLAIN_APP)
+    port = free_port()
+    argv = [*CLI, "run", "plainapp:app", "--port", str(port), "--workers", "2"]
+    argv += ["--metrics-allow", "10.0.0.0/8"]
+    with server_process(argv, port, cwd=tmp_path, timeout=60) as proc:
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/fast", timeout=30).status_code == 200
+        for _ in range(4):
+            assert httpx.get(f"{base}/concurrency", timeout=30).status_code == 403
+    assert f"http://127.0.0.1:{port}/concurrency" in proc.output  # type: ignore[attr-defined]
