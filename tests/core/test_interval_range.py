@@ -50,7 +50,7 @@ def test_an_unusable_interval_given_in_code_is_refused_when_strict(
     """init_monitor(update_interval=inf) under CONCMON_STRICT=1: a ConfigError naming the
     field, before anything starts."""
     monkeypatch.setenv("CONCMON_STRICT", "1")
-    with pytest.raises(ConfigError, match="update_interval|MONITOR_UPDATE_INTERVAL"):
+    with pytest.raises(ConfigError, match=r"update_interval|MONITOR_UPDATE_INTERVAL"):
         init_monitor(sinks=(), update_interval=value)
     assert get_runtime() is None
 
