@@ -13,6 +13,7 @@ import hmac
 import importlib
 import ipaddress
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -192,11 +193,22 @@ class MachineEndpoints:
         return answer(200, body, content_type, head=head)
 
     def snapshot_json(self) -> bytes:
-        """The monitor's snapshot now, with fresh process figures, as compact JSON."""
+        """The monitor's snapshot now, with fresh process figures, as compact JSON; for a
+        switched-off monitor :func:`switched_off_json` instead, since its zeros would read as
+        an idle service."""
+        monitor = self._monitor()
+        if not monitor.enabled:
+            return switched_off_json()
         with self._sampler_lock:
             system = self._sampler.sample()
-        snapshot = self._monitor().snapshot(system)
+        snapshot = monitor.snapshot(system)
         return json.dumps(snapshot.to_dict(), separators=(",", ":")).encode()
+
+
+def switched_off_json() -> bytes:
+    """What the JSON path answers while monitoring is switched off: ``{"enabled": false}``
+    and the process id, no figures (docs/snapshot.md)."""
+    return json.dumps({"enabled": False, "pid": os.getpid()}, separators=(",", ":")).encode()
 
 
 __all__ = [
@@ -206,5 +218,6 @@ __all__ = [
     "client_allowed",
     "load_exporter",
     "refusal",
+    "switched_off_json",
     "token_matches",
 ]

@@ -44,6 +44,9 @@ _LEVELS: Final = {
 }
 """Levels of other tools' LOG_LEVEL (uvicorn's, logging's) -> the nearest of concmon's."""
 
+MAX_UPDATE_INTERVAL: Final = 86400.0
+"""The longest report interval accepted, in seconds (a day)."""
+
 _YES: Final = frozenset({"1", "true", "yes", "on", "y", "t"})
 _NO: Final = frozenset({"", "0", "false", "no", "off", "n", "f"})
 _warned: set[str] = set()
@@ -123,9 +126,15 @@ class Settings(OwnEnvironment):
     update_interval: float = Field(
         5.0,
         gt=0,
+        # The reporter sleeps this long: inf or NaN cannot be slept, and more than a day is
+        # a typo that would silence the reports for good.
+        le=MAX_UPDATE_INTERVAL,
+        allow_inf_nan=False,
         validation_alias=_env("MONITOR_UPDATE_INTERVAL", "update_interval"),
         description="Seconds between two reports.",
-        json_schema_extra={"accepts": "a number of seconds greater than 0, such as 5 or 0.5"},
+        json_schema_extra={
+            "accepts": "a number of seconds greater than 0 and at most 86400 (a day), such as 5"
+        },
     )
     debug: bool = Field(
         False,

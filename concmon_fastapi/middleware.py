@@ -33,7 +33,7 @@ from concmon import (
 from concmon.adapter_options import FailedStatus
 from concmon.endpoints import TEXT, Answer, MachineEndpoints, answer
 from concmon_fastapi.background import count_background_tasks
-from concmon_fastapi.gate import AdmissionGate
+from concmon_fastapi.gate import AdmissionGate, ClientWatch, Verdict
 from concmon_fastapi.options import Options, Scope
 from concmon_fastapi.probe import start_probe, stop_probe
 from concmon_fastapi.routes import CATCH_ALL, NAMING_KEY, Naming, RouteNames, find_router
@@ -361,13 +361,11 @@ class ConcMonMiddleware:
         if group is None:
             group = self._start_lazily().http
         gate = self._gate
-        if gate is not None:
-            monitor = self._monitor()
-            if not await gate.acquire(monitor):
-                # Turned away before routing: counted under the name no route handled.
-                names = self._route_names()
-                monitor.reject(names.unmatched if names is not None else self._fixed(scope))
-                return await self._reject(send)
+        if gate is not None and not gate.enter():
+            queued = await self._queue(gate, group, scope, receive, send)
+            if queued is None:
+                return None
+            receive = queued
         try:
             exchange = _Exchange(self._admit(group, scope), scope, send, receive, self._failed)
             try:
@@ -382,6 +380,28 @@ class ConcMonMiddleware:
         finally:
             if gate is not None:
                 gate.release()
+
+    async def _queue(
+        self, gate: AdmissionGate, group: EndpointGroup, scope: Scope, receive: Receive, send: Send
+    ) -> Receive | None:
+        """Wait at the gate: once admitted, the ``receive`` the application reads (what was
+        read while queued comes first); None for a request that never goes in, turned away
+        with a 503 or its client gone."""
+        monitor = self._monitor()
+        # A client waiting for "100 Continue" would be told to send its body by a read.
+        watch = None if _header(scope, b"expect") else ClientWatch(receive)
+        verdict = await gate.acquire(monitor, watch)
+        if verdict is Verdict.ADMITTED:
+            return receive if watch is None else watch.receive
+        # Never routed: counted under the name no route handled.
+        names = self._route_names()
+        name = names.unmatched if names is not None else self._fixed(scope)
+        if verdict is Verdict.REJECTED:
+            monitor.reject(name)
+            await self._reject(send)
+        else:  # left while queued: a request that ended cancelled, so the totals add up
+            group.admit().finish(_CANCELLED, name)
+        return None
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

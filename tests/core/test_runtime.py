@@ -101,8 +101,10 @@ def test_interval_values_reset_after_each_report() -> None:
     tickets = [monitor.begin("/burst") for _ in range(5)]
     for t in tickets:
         t.finish()
-    reports = sink.wait_for(3)
-    assert reports[0].interval_peak == 5 or reports[1].interval_peak == 5
+    # The first report after the burst covers its peak (or an earlier one did); the second
+    # covers only time after it, whenever the burst fell between the reports.
+    reports = sink.wait_for(len(sink.reports) + 2)
+    assert any(r.interval_peak == 5 for r in reports)
     assert reports[-1].interval_peak == 0
     assert reports[-1].total == 5
 

@@ -19,6 +19,7 @@ from concmon.sinks.appendfile import AppendFile, SinkWriteError
 from concmon.sinks.jsonl import snapshot_line
 from concmon.sinks.stdout import StdoutSink
 from concmon.system import SystemSampler
+from concmon.testing import FakeClock
 
 
 def _snap(n: int = 1) -> Snapshot:
@@ -164,7 +165,11 @@ def test_jsonl_lines_are_single_ascii_lines() -> None:
 
 def test_system_metrics_are_read_or_null() -> None:
     """psutil figures are filled in; a process that has gone away gives nulls, not a crash."""
-    stats = SystemSampler().sample()
+    clock = FakeClock()
+    reading = SystemSampler(clock)
+    reading.sample()  # CPU percent needs a window: it starts here
+    clock.advance(1.0)
+    stats = reading.sample()
     assert stats.memory_mb is not None and stats.memory_mb > 0
     assert stats.threads is not None and stats.threads >= 1
     assert stats.open_fds is not None and stats.open_fds > 0

@@ -41,14 +41,15 @@ async def _burst(url: str, hooks: Hooks, n: int) -> None:
         held = await asyncio.to_thread(
             wait_until, lambda s: s.active == n, 30.0, f"{n} requests active"
         )
-        assert held.interval_peak >= n - 10 and held.peak == n
+        # Taken while all n are held: exact, whichever side of a report boundary it falls.
+        assert held.interval_peak == n and held.peak == n
         hooks.release.set()
         responses = await asyncio.gather(*tasks)
     assert all(r.status_code == 200 for r in responses)
 
 
 def test_two_hundred_concurrent_requests_peak_and_exact_totals(server: str, hooks: Hooks) -> None:
-    """200 requests held open together show as 200 active (peak >= 190) and all finish ok."""
+    """200 requests held open together show as 200 active (peak 200) and all finish ok."""
     asyncio.run(_burst(server, hooks, 200))
     after = wait_until(lambda s: s.active == 0, what="drained")
     check_balanced(after)
@@ -59,7 +60,8 @@ def test_two_hundred_concurrent_requests_peak_and_exact_totals(server: str, hook
         "failed": 0,
         "cancelled": 0,
     }
-    assert after.interval_peak >= 190
+    # The lifetime peak: a report may have restarted the interval peak since the burst.
+    assert after.peak == 200
 
 
 def test_outcomes_of_raise_5xx_ok_and_sync(server: str) -> None:
