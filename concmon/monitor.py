@@ -390,6 +390,16 @@ class EndpointGroup:
         self._report_unbalanced(name)
         return False
 
+    def abandon(self, name: str) -> None:
+        """Count a request whose client left before it became active: in ``total`` and
+        ``completed`` as cancelled, never in ``active`` or a peak, with no duration."""
+        if self.enabled:
+            with _guard:
+                counters = self._counters(name)
+                counters.completed += 1
+                counters.cancelled += 1
+                counters.untimed += 1
+
     def reject(self, name: str) -> None:
         """Count a request turned away before it became active."""
         if self.enabled:

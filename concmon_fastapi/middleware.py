@@ -399,8 +399,8 @@ class ConcMonMiddleware:
         if verdict is Verdict.REJECTED:
             monitor.reject(name)
             await self._reject(send)
-        else:  # left while queued: a request that ended cancelled, so the totals add up
-            group.admit().finish(_CANCELLED, name)
+        else:  # left while queued: ended cancelled without ever being active
+            group.abandon(name)
         return None
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:

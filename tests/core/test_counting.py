@@ -189,3 +189,15 @@ def test_an_unrouted_request_at_a_reset_finishes_in_the_orphanage() -> None:
     assert not ticket.route("/x")
     ticket.finish()
     assert check_balanced(monitor.snapshot()).total == 0
+
+
+def test_a_request_abandoned_before_admission_is_cancelled_and_never_active() -> None:
+    """abandon() counts a client that left while queued: total and completed, cancelled, with
+    no moment of activity, so no peak moves."""
+    monitor = ConcurrencyMonitor()
+    monitor.http.abandon("<unmatched>")
+    snap = check_balanced(monitor.snapshot())
+    stats = snap.endpoints["<unmatched>"]
+    assert (stats.total, stats.completed, stats.cancelled, stats.peak) == (1, 1, 1, 0)
+    assert (snap.total, snap.peak, snap.active) == (1, 0, 0)
+    assert stats.avg_ms is None
