@@ -5,7 +5,7 @@ turn on the reporter's thread, one such sink would silence every other sink and 
 So every sink gets a :class:`SinkWorker`: the reporter hands each worker the snapshot and goes
 on; a worker still inside an earlier call keeps the snapshot in a short backlog, and when the
 backlog is full the oldest waiting snapshot is dropped and counted. Nothing here waits without
-a bound; what to wait for, and how long, is the caller's choice (:class:`concmon.plugins.PluginHost`).
+a bound; what to wait for, and how long, is the caller's choice (``PluginHost`` decides).
 """
 
 from __future__ import annotations

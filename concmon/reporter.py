@@ -9,10 +9,10 @@ Sinks are called on threads of their own (``concmon.delivery``): a report waits 
 up to a bound, so a sink that blocks delays only itself, and :meth:`Reporter.stop` finishes
 within ``CONCMON_SHUTDOWN_TIMEOUT`` with the other sinks' final reports written.
 
-A ``fork()`` waits for the report in flight and for every sink call in flight. Sinks write under locks of their own (a thread
-lock, the log file's size-rotation ``flock``); a child forked in the middle of a write would
-inherit them held by a thread that does not exist there, and the inherited ``flock`` would stop
-every process sharing the file, the parent included.
+A ``fork()`` waits for the report in flight and every sink call in flight. Sinks write under
+locks of their own (a thread lock, the log file's size-rotation ``flock``); a child forked in
+the middle of a write would inherit them held by a thread that does not exist there, and the
+inherited ``flock`` would stop every process sharing the file, the parent included.
 """
 
 from __future__ import annotations
