@@ -208,6 +208,10 @@ class PluginHost:
         """The plugin registered under ``name`` (None if there is none)."""
         return self._plugins.get(name)
 
+    def worker(self, name: str) -> SinkWorker | None:
+        """The thread and backlog that deliver snapshots to ``name`` (None if it has none)."""
+        return self._workers.get(name)
+
     def names(self) -> list[str]:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
