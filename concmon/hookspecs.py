@@ -1,9 +1,9 @@
 """The contract between concmon and its plugins: every hook a plugin may implement.
 
-Hooks are called on the reporter thread (or at start-up and shutdown), never on the request
-path, so an implementation may do I/O. Each implementation is called on its own: one that raises
-is logged (rate limited), counted under ``sink_errors`` in the next snapshots, and the others
-still run. Implement a hook by decorating a method or module function with
+Hooks are called off the request path (reports on a thread of the plugin's own, configuration
+at start-up), so an implementation may do I/O. Each implementation is called on its own: one
+that raises is logged (rate limited), counted under ``sink_errors`` in the next snapshots, and
+the others still run. Implement a hook by decorating a method or module function with
 ``concmon.hookimpl`` and giving it the hook's name; arguments may be omitted from the signature.
 """
 
@@ -43,7 +43,8 @@ def concmon_report(snapshot: Snapshot) -> None:
     :param snapshot: immutable; its interval figures (``interval_peak``, ``avg_active``,
         ``avg_ms``, queue waits) describe the interval that just ended.
 
-    The return value is ignored. A slow implementation delays the next report, not requests.
+    The return value is ignored. Called on the plugin's own thread: a slow implementation
+    delays only its own reports (a report it is late for is counted under ``sink_errors``).
     """
 
 

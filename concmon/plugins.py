@@ -7,6 +7,11 @@ when ``CONCMON_BLOCKED_PLUGINS`` names them. The rest of concmon calls hooks thr
 at registration, so that one failing sink can neither silence the others nor stop the reporter.
 A plugin with a hook concmon does not define (a misspelling) or with a hook wrapper is refused
 with one error line naming it.
+
+Sinks are isolated in time as well as in errors: each plugin with a report or shutdown hook is
+called on its own :class:`concmon.delivery.SinkWorker`, and the host waits for a sink only up to
+a bound, so a sink that blocks delays only itself; it is logged and counted under
+``sink_errors`` for every report it is too late for.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -23,6 +29,7 @@ from typing import Any
 import pluggy
 
 from concmon import hookspecs
+from concmon.delivery import Delivery, SinkWorker
 from concmon.monitor import ConcurrencyMonitor
 from concmon.settings import Settings
 from concmon.snapshot import Snapshot
@@ -73,6 +80,9 @@ class _StandIn:
         vars(self).update(hooks)
 
 
+_DELIVERED_HOOKS = ("concmon_report", "concmon_shutdown")
+"""The hooks called on a plugin's own worker thread, with the snapshot."""
+
 _FAILED = object()
 """What an isolated implementation returns when it raised (pluggy collects non-None results)."""
 
@@ -91,6 +101,8 @@ class PluginHost:
         self._plugins: dict[str, Any] = {}
         self._last_error_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        self._workers: dict[str, SinkWorker] = {}
+        _HOSTS.add(self)
 
     def load_configured(self) -> list[str]:
         """Register the plugins named by ``CONCMON_SINKS``; returns the names now registered."""
@@ -160,6 +172,8 @@ class PluginHost:
             self.pm.register(_StandIn(hooks), name=name)
             self.pm.check_pending()
             self._plugins[name] = plugin
+            if any(hook in hooks for hook in _DELIVERED_HOOKS):
+                self._workers[name] = SinkWorker(name, functools.partial(self._deliver, name))
         except pluggy.PluginValidationError as exc:
             if self.pm.has_plugin(name):
                 self.pm.unregister(name=name)
@@ -186,21 +200,86 @@ class PluginHost:
             if self.pm.has_plugin(name):
                 self.pm.unregister(name=name)
             self._plugins.pop(name, None)
+            worker = self._workers.pop(name, None)
+        if worker is not None:
+            worker.close()
 
     def get(self, name: str) -> Any:
         """The plugin registered under ``name`` (None if there is none)."""
         return self._plugins.get(name)
 
+    def worker(self, name: str) -> SinkWorker | None:
+        """The thread and backlog that deliver snapshots to ``name`` (None if it has none)."""
+        return self._workers.get(name)
+
     def names(self) -> list[str]:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
-    def report(self, snapshot: Snapshot) -> None:
-        self.pm.hook.concmon_report(snapshot=snapshot)
+    def _deliver(self, name: str, hook: str, snapshot: Snapshot) -> None:
+        """Call ``name``'s implementation of ``hook`` (on that plugin's worker thread)."""
+        arguments = {"snapshot": snapshot}
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name == name:
+                impl.function(*(arguments[arg] for arg in impl.argnames))
 
-    def shutdown(self, snapshot: Snapshot) -> None:
-        self.pm.hook.concmon_shutdown(snapshot=snapshot)
+    def _worker_list(self) -> list[SinkWorker]:
+        with self._lock:
+            return list(self._workers.values())
+
+    def report(self, snapshot: Snapshot, wait: float | None = None) -> None:
+        """Hand ``snapshot`` to every sink; wait up to ``wait`` seconds for those that were
+        free to take it (None: as long as they take). A sink still inside an earlier call is not
+        waited for: it is late for this report, which is logged and counted."""
+        deadline = None if wait is None else time.monotonic() + wait
+        started: list[tuple[SinkWorker, Delivery]] = []
+        for worker in self._worker_list():
+            offer = worker.offer("concmon_report", snapshot)
+            if offer.idle:
+                started.append((worker, offer.delivery))
+            else:
+                self._late(worker)
+        for worker, delivery in started:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not delivery.done.wait(remaining):
+                self._late(worker)
+
+    def shutdown(self, snapshot: Snapshot, timeout: float | None = None) -> list[str]:
+        """Hand the final snapshot to every sink and wait, up to ``timeout`` seconds in all,
+        for each to finish its backlog and its shutdown; returns the sinks that did not."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending: list[tuple[SinkWorker, Delivery]] = []
+        for worker in self._worker_list():
+            pending.append((worker, worker.offer("concmon_shutdown", snapshot).delivery))
+            worker.close()
+        unfinished = []
+        for worker, delivery in pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not delivery.done.wait(remaining) or delivery.dropped:
+                unfinished.append(worker.name)
+        if unfinished:
+            logger.error(
+                "concmon: sink(s) %s did not finish their final report within %.3gs "
+                "(CONCMON_SHUTDOWN_TIMEOUT); shutdown goes on without them",
+                ", ".join(repr(name) for name in unfinished),
+                timeout,
+            )
+        return unfinished
+
+    def _late(self, worker: SinkWorker) -> None:
+        busy = worker.busy_for()
+        inside = f"inside one call for {busy:.3g}s" if busy is not None else "behind"
+        self._complain(
+            worker.name,
+            f"is {inside} and late for a report; its reports wait (up to {worker.backlog}), "
+            f"{worker.dropped} dropped so far",
+            None,
+        )
 
     def _failed(self, name: str, exc: BaseException) -> None:
+        self._complain(name, f"failed: {type(exc).__name__}: {exc}", exc)
+
+    def _complain(self, name: str, what: str, exc: BaseException | None) -> None:
+        """Count an error of plugin ``name`` and log it, at most once a minute per plugin."""
         self.monitor.count_sink_error(name)
         now = time.monotonic()
         last = self._last_error_log.get(name)
@@ -209,15 +288,41 @@ class PluginHost:
             return
         self._last_error_log[name] = now
         suppressed = self._suppressed.pop(name, 0)
-        more = f" ({suppressed} more failures since the last message)" if suppressed else ""
+        more = f" ({suppressed} more errors since the last message)" if suppressed else ""
         logger.error(
-            "concmon: plugin %r failed: %s: %s%s; the other sinks and counting go on",
+            "concmon: plugin %r %s%s; the other sinks and counting go on",
             name,
-            type(exc).__name__,
-            exc,
+            what,
             more,
-            exc_info=last is None,
+            exc_info=exc is not None and last is None,
         )
+
+
+_HOSTS: weakref.WeakSet[PluginHost] = weakref.WeakSet()
+_fork_held: list[threading.Lock | threading.Condition] = []
+
+
+def before_fork(deadline: float) -> None:
+    """Wait (until ``deadline``) for every sink call in flight, so no sink lock is inherited
+    held; a sink stuck past it is not waited for."""
+    for host in list(_HOSTS):
+        for worker in host._worker_list():
+            if worker.runs_here():
+                continue  # a sink forking from inside its own call: waiting would deadlock
+            _fork_held.extend(worker.hold_for_fork(deadline))
+
+
+def after_fork_in_parent() -> None:
+    while _fork_held:
+        _fork_held.pop().release()
+
+
+def after_fork_in_child() -> None:
+    _fork_held.clear()
+    for host in list(_HOSTS):
+        host._lock = threading.Lock()
+        for worker in host._workers.values():
+            worker.after_fork_in_child()
 
 
 def _hook_names() -> list[str]:

@@ -136,7 +136,9 @@ def init_monitor(
         monitor.enabled = settings.enabled
         plugins = PluginHost(settings, monitor)
         sampler = SystemSampler() if settings.system_metrics else None
-        reporter = Reporter(monitor, plugins, settings.update_interval, sampler)
+        reporter = Reporter(
+            monitor, plugins, settings.update_interval, sampler, settings.shutdown_timeout
+        )
         if settings.enabled:
             try:
                 plugins.load_configured()
@@ -164,6 +166,8 @@ def init_monitor(
 def shutdown_monitor(timeout: float | None = None) -> Snapshot | None:
     """Stop the reporter and hand the final snapshot to every sink; returns it.
 
+    Returns within ``timeout`` seconds (default ``CONCMON_SHUTDOWN_TIMEOUT``) even when a sink
+    blocks: the other sinks' final reports are written, the stuck one is named in a log line.
     Safe to call more than once (later calls return ``None``). Counting keeps working after
     shutdown; only reporting stops. ``init_monitor`` may start it again.
     """

@@ -195,6 +195,17 @@ class Settings(OwnEnvironment):
         description="Rotated files kept (`concmon.log.1` ... `.N`).",
         json_schema_extra={"accepts": "a whole number, 0 or more"},
     )
+    shutdown_timeout: float = Field(
+        5.0,
+        gt=0,
+        allow_inf_nan=False,
+        validation_alias=_env("CONCMON_SHUTDOWN_TIMEOUT", "shutdown_timeout"),
+        description=(
+            "Seconds shutdown waits for the sinks' final reports; a sink still busy then is "
+            "named in one error line and left behind."
+        ),
+        json_schema_extra={"accepts": "a number of seconds greater than 0, such as 5 or 0.5"},
+    )
     plugin_autoload: bool = Field(
         True,
         validation_alias=_env("CONCMON_PLUGIN_AUTOLOAD", "plugin_autoload"),

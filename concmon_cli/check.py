@@ -41,6 +41,11 @@ class Verdict:
             f"active={t.active} queue={t.queue_depth} "
             f"failed_rate={self.failed_rate:.4f} ({self.rate_scope}) loop_lag={lag}"
         )
+        if t.sink_errors:
+            # A failing or stuck sink (one too late for its reports) shows here, so a check
+            # reading the files the healthy sinks write still sees it.
+            errors = ",".join(f"{name}:{count}" for name, count in sorted(t.sink_errors.items()))
+            figures += f" sink_errors={errors}"
         if self.ok:
             return f"OK - {figures}"
         return f"CRITICAL - {'; '.join(self.crossed)} | {figures}"

@@ -6,6 +6,12 @@ the descriptor's: when something renamed or deleted the file (logrotate's defaul
 rename-and-recreate), the writer reopens the path and nothing is lost. Size rotation is done
 under an advisory lock on a hidden sibling ``.NAME.lock`` file so two workers never rotate
 the same file twice.
+
+A report line is whole or absent to a reader. A write cut short (a full disk, a file size
+limit) leaves a partial line at the end of the file; the next report then starts with a
+newline, so only the partial line is unreadable (readers skip it) and the next report parses.
+Whether the file ends inside a line is read from its last byte, so this holds when another
+process's write was the one cut short.
 """
 
 from __future__ import annotations
@@ -32,10 +38,29 @@ class AppendFile:
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         self._fd: int | None = None
+        self._readable = False
+        self._cut_short = False
         self._lock = threading.Lock()
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_APPEND | os.O_CREAT
+        try:
+            fd = os.open(self.path, os.O_RDWR | flags, 0o644)
+            self._readable = True
+        except PermissionError:  # a write-only file: rely on what this process saw
+            fd = os.open(self.path, os.O_WRONLY | flags, 0o644)
+            self._readable = False
+        return fd
+
+    def _ends_inside_a_line(self, fd: int, size: int) -> bool:
+        if size == 0:
+            return False
+        if self._readable:
+            try:
+                return os.pread(fd, 1, size - 1) != b"\n"
+            except OSError:
+                pass
+        return self._cut_short
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -91,9 +116,13 @@ class AppendFile:
                 if self.max_bytes and size > 0 and size + len(data) > self.max_bytes:
                     self._rotate()
                     fd = self._current_fd()
-                written = os.write(fd, data)
-                if written != len(data):
+                    size = 0
+                out = b"\n" + data if self._ends_inside_a_line(fd, size) else data
+                self._cut_short = True  # until the whole write is known to have landed
+                written = os.write(fd, out)
+                if written != len(out):
                     raise OSError(28, "short write (is the disk full?)")
+                self._cut_short = False
         except OSError as exc:
             self._close_fd()
             reason = exc.strerror or str(exc)
