@@ -40,7 +40,8 @@ _NUM = r"(-|[0-9][0-9.e+-]*)"
 _INT = r"(\d+)"
 _CONCURRENCY = re.compile(
     rf"Active: {_INT}/{_INT} Total: {_INT} Completed: {_INT} Failed: {_INT} "
-    rf"Cancelled: {_INT}(?: Lost: {_INT})? Queue: {_INT}(?: Routing: {_INT})? Uptime: {_NUM}s IntervalPeak: {_INT} "
+    rf"Cancelled: {_INT}(?: Lost: {_INT})? Queue: {_INT}(?: Routing: {_INT})? "
+    rf"Uptime: {_NUM}s IntervalPeak: {_INT} "
     rf"AvgActive: {_NUM} Rejected: {_INT} QueuePeak: {_INT} Interval: {_NUM}s "
     rf"Saturation: {_NUM} Host: (\".*\")\Z"
 )
@@ -83,7 +84,8 @@ def format_report(snapshot: Snapshot) -> str:
     concurrency = (
         f"{head} [CONCURRENCY] Active: {s.active}/{s.peak} Total: {s.total} "
         f"Completed: {s.completed} Failed: {s.failed} Cancelled: {s.cancelled} "
-        f"{f'Lost: {s.lost} ' if s.lost else ''}Queue: {s.queue_depth} Routing: {s.routing} Uptime: {_num(s.uptime_s)}s "
+        f"{f'Lost: {s.lost} ' if s.lost else ''}Queue: {s.queue_depth} Routing: {s.routing} "
+        f"Uptime: {_num(s.uptime_s)}s "
         f"IntervalPeak: {s.interval_peak} "
         f"AvgActive: {_num(s.avg_active)} Rejected: {s.rejected} QueuePeak: {s.queue_peak} "
         f"Interval: {_num(s.interval_s)}s Saturation: {_num(s.saturation)} "
