@@ -82,6 +82,8 @@ class _Requests(Protocol):
     def cancelled(self) -> int: ...
     @property
     def rejected(self) -> int: ...
+    @property
+    def lost(self) -> int: ...
 
 
 def _request_counts(live: Sequence[_Requests], gone: Sequence[_Requests]) -> dict[str, int]:
@@ -91,13 +93,19 @@ def _request_counts(live: Sequence[_Requests], gone: Sequence[_Requests]) -> dic
         active += s.active
         peak += s.peak
         interval_peak += s.interval_peak
-    completed = failed = cancelled = rejected = 0
+    completed = failed = cancelled = rejected = lost = 0
     for group in (live, gone):
         for s in group:
             completed += s.completed
             failed += s.failed
             cancelled += s.cancelled
             rejected += s.rejected
+            lost += s.lost
+    # A gone worker never reports how its requests in flight ended: they finished as lost.
+    # A merge of gone workers has nothing active, so folding it again counts nothing twice.
+    for s in gone:
+        completed += s.active
+        lost += s.active
     return {
         "active": active,
         "peak": peak,
@@ -107,6 +115,7 @@ def _request_counts(live: Sequence[_Requests], gone: Sequence[_Requests]) -> dic
         "failed": failed,
         "cancelled": cancelled,
         "rejected": rejected,
+        "lost": lost,
     }
 
 

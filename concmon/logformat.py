@@ -28,7 +28,11 @@ from concmon.snapshot import EndpointStats, QueueStats, Snapshot
 TAGS: Final = ("CONCURRENCY", "ENDPOINTS", "SYSTEM")
 _SECTIONS: Final = {"": "endpoints", "ws": "websockets", "bg": "background", "queue": "queues"}
 _PREFIX: Final = {section: prefix for prefix, section in _SECTIONS.items()}
-_ENDPOINT_FIELDS: Final = tuple(f.name for f in fields(EndpointStats))
+_OPTIONAL_FIELDS: Final = ("lost",)
+"""Endpoint fields written only when not 0 (absent from older lines, read as 0)."""
+_ENDPOINT_FIELDS: Final = tuple(
+    f.name for f in fields(EndpointStats) if f.name not in _OPTIONAL_FIELDS
+)
 _QUEUE_FIELDS: Final = tuple(f.name for f in fields(QueueStats))
 
 _LINE = re.compile(r"(\S+) pid=(\d+) \[(CONCURRENCY|ENDPOINTS|SYSTEM)\](?: (.*))?\Z", re.DOTALL)
@@ -36,7 +40,8 @@ _NUM = r"(-|[0-9][0-9.e+-]*)"
 _INT = r"(\d+)"
 _CONCURRENCY = re.compile(
     rf"Active: {_INT}/{_INT} Total: {_INT} Completed: {_INT} Failed: {_INT} "
-    rf"Cancelled: {_INT} Queue: {_INT}(?: Routing: {_INT})? Uptime: {_NUM}s IntervalPeak: {_INT} "
+    rf"Cancelled: {_INT}(?: Lost: {_INT})? Queue: {_INT}(?: Routing: {_INT})? "
+    rf"Uptime: {_NUM}s IntervalPeak: {_INT} "
     rf"AvgActive: {_NUM} Rejected: {_INT} QueuePeak: {_INT} Interval: {_NUM}s "
     rf"Saturation: {_NUM} Host: (\".*\")\Z"
 )
@@ -79,7 +84,8 @@ def format_report(snapshot: Snapshot) -> str:
     concurrency = (
         f"{head} [CONCURRENCY] Active: {s.active}/{s.peak} Total: {s.total} "
         f"Completed: {s.completed} Failed: {s.failed} Cancelled: {s.cancelled} "
-        f"Queue: {s.queue_depth} Routing: {s.routing} Uptime: {_num(s.uptime_s)}s "
+        f"{f'Lost: {s.lost} ' if s.lost else ''}Queue: {s.queue_depth} Routing: {s.routing} "
+        f"Uptime: {_num(s.uptime_s)}s "
         f"IntervalPeak: {s.interval_peak} "
         f"AvgActive: {_num(s.avg_active)} Rejected: {s.rejected} QueuePeak: {s.queue_peak} "
         f"Interval: {_num(s.interval_s)}s Saturation: {_num(s.saturation)} "
@@ -91,6 +97,8 @@ def format_report(snapshot: Snapshot) -> str:
         names = _QUEUE_FIELDS if section == "queues" else _ENDPOINT_FIELDS
         for name, stats in items.items():
             values = " ".join(f"{k}={_num(getattr(stats, k))}" for k in names)
+            if isinstance(stats, EndpointStats) and stats.lost:
+                values += f" lost={stats.lost}"
             entries.append(f"{prefix + ':' if prefix else ''}{_name(name)} {values}")
     endpoints = f"{head} [ENDPOINTS]" + (" " + "; ".join(entries) if entries else "")
     sy = s.system
@@ -142,6 +150,8 @@ def _parse_concurrency(body: str) -> dict[str, Any]:
     if m is None:
         raise LogFormatError("malformed [CONCURRENCY] line")
     g = m.groups()
+    lost = g[6]
+    g = g[:6] + g[7:]
     host = json.loads(g[15])
     if not isinstance(host, str):
         raise LogFormatError("Host must be a string")
@@ -152,6 +162,7 @@ def _parse_concurrency(body: str) -> dict[str, Any]:
         "completed": int(g[3]),
         "failed": int(g[4]),
         "cancelled": int(g[5]),
+        "lost": int(lost) if lost is not None else 0,  # absent when 0, and from older lines
         "queue_depth": int(g[6]),
         "routing": int(g[7]) if g[7] is not None else 0,  # absent from older lines
         "uptime_s": _float(g[8]),
@@ -185,6 +196,11 @@ def _parse_endpoints(body: str) -> dict[str, Any]:
             text = fm.group(2)
             values[key] = _float(text) if key.endswith(("_ms", "avg_active")) else int(text)
             pos = fm.end()
+        for key in () if section == "queues" else _OPTIONAL_FIELDS:
+            fm = _FIELD.match(body, pos)
+            if fm is not None and fm.group(1) == key:
+                values[key] = int(fm.group(2))
+                pos = fm.end()
         sections[section][name] = values
         if body.startswith("; ", pos):
             pos += 2

@@ -28,6 +28,7 @@ class EndpointDict(TypedDict):
     rejected: int
     avg_ms: float | None
     max_ms: float | None
+    lost: int
 
 
 class QueueDict(TypedDict):
@@ -72,6 +73,7 @@ class SnapshotDict(TypedDict):
     queues: dict[str, QueueDict]
     system: SystemDict
     sink_errors: dict[str, int]
+    lost: int
 
 
 class SnapshotFormatError(ValueError):
@@ -86,6 +88,8 @@ class EndpointStats:
     previous report, so a burst that starts and ends between two reports is still visible.
     ``avg_active`` is the time-weighted mean of ``active`` over the interval, and ``avg_ms`` /
     ``max_ms`` describe the requests that finished in the interval (``None`` when none did).
+    ``lost`` counts requests a worker had in flight when it died (killed, out of memory): only
+    a host view (:mod:`concmon.host`) finds them, and counts them in ``completed``.
     """
 
     active: int = 0
@@ -99,6 +103,7 @@ class EndpointStats:
     rejected: int = 0
     avg_ms: float | None = None
     max_ms: float | None = None
+    lost: int = 0
 
     def to_dict(self) -> EndpointDict:
         return {
@@ -113,6 +118,7 @@ class EndpointStats:
             "rejected": self.rejected,
             "avg_ms": self.avg_ms,
             "max_ms": self.max_ms,
+            "lost": self.lost,
         }
 
     @classmethod
@@ -129,6 +135,7 @@ class EndpointStats:
             rejected=_int(data, "rejected"),
             avg_ms=_opt_float(data, "avg_ms"),
             max_ms=_opt_float(data, "max_ms"),
+            lost=_int(data, "lost"),
         )
 
 
@@ -229,6 +236,9 @@ class Snapshot:
     queues: Mapping[str, QueueStats] = field(default_factory=dict)
     system: SystemStats = field(default_factory=SystemStats)
     sink_errors: Mapping[str, int] = field(default_factory=dict)
+    lost: int = 0
+    """Requests in flight in workers that died, counted by a host view (part of
+    ``completed``); always 0 in one process's own snapshot."""
 
     def to_dict(self) -> SnapshotDict:
         """The JSON-ready ``concmon.snapshot/1`` mapping (see docs/snapshot.md)."""
@@ -258,6 +268,7 @@ class Snapshot:
             "queues": {k: v.to_dict() for k, v in self.queues.items()},
             "system": self.system.to_dict(),
             "sink_errors": dict(self.sink_errors),
+            "lost": self.lost,
         }
 
     @classmethod
@@ -299,6 +310,7 @@ class Snapshot:
                     _key(k): _int({"n": v}, "n")
                     for k, v in _mapping(data.get("sink_errors", {}), "sink_errors").items()
                 },
+                lost=_int(data, "lost"),
             )
         except (TypeError, KeyError) as exc:
             raise SnapshotFormatError(f"malformed snapshot: {exc}") from None

@@ -49,8 +49,8 @@ def _check_stats(where: str, s: EndpointStats) -> list[str]:
         problems.append(f"{where}: cancelled/rejected is negative")
     if s.total != s.completed + s.active:
         problems.append(f"{where}: total {s.total} != completed {s.completed} + active {s.active}")
-    if s.failed + s.cancelled > s.completed:
-        problems.append(f"{where}: failed + cancelled > completed")
+    if s.failed + s.cancelled + s.lost > s.completed:
+        problems.append(f"{where}: failed + cancelled + lost > completed")
     if not s.peak >= s.interval_peak >= s.active:
         problems.append(
             f"{where}: expected peak {s.peak} >= interval_peak {s.interval_peak} "
@@ -70,6 +70,7 @@ def invariant_problems(snapshot: Snapshot) -> list[str]:
         failed=snapshot.failed,
         cancelled=snapshot.cancelled,
         rejected=snapshot.rejected,
+        lost=snapshot.lost,
     )
     problems = _check_stats("total", top)
     sections: Iterable[tuple[str, Mapping[str, EndpointStats]]] = (

@@ -25,8 +25,9 @@ Values = dict[tuple[str, ...], float]
 Reader = Callable[[Figures], Values]
 Section = Callable[[Snapshot], Mapping[str, EndpointStats]]
 
-OUTCOMES: Final = ("ok", "failed", "cancelled")
-"""Label values of the ``outcome`` of a finished request, connection or task."""
+OUTCOMES: Final = ("ok", "failed", "cancelled", "lost")
+"""Label values of the ``outcome`` of a finished request, connection or task (``lost``: in
+flight in a worker that died, found by a host view)."""
 
 PROMETHEUS_UNITS: Final = {"s": "seconds", "By": "bytes"}
 """Prometheus's unit suffix for the units whose metric names end in one."""
@@ -85,7 +86,8 @@ def _by_outcome(section: Section) -> Reader:
     def read(figures: Figures) -> Values:
         values: Values = {}
         for name, s in section(figures.snapshot).items():
-            counts = (s.completed - s.failed - s.cancelled, s.failed, s.cancelled)
+            ok = s.completed - s.failed - s.cancelled - s.lost
+            counts = (ok, s.failed, s.cancelled, s.lost)
             for outcome, count in zip(OUTCOMES, counts, strict=True):
                 values[(name, outcome)] = count
         return values
@@ -176,7 +178,7 @@ CATALOGUE: Final[tuple[Metric | Summary, ...]] = (
         "counter",
         ("endpoint", "outcome"),
         "{request}",
-        "HTTP requests finished, by outcome (ok, failed, cancelled).",
+        "HTTP requests finished, by outcome (ok, failed, cancelled, lost).",
         _by_outcome(_endpoints),
         prometheus="concmon_requests",
         otel="concmon.requests",

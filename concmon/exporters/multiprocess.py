@@ -116,6 +116,10 @@ class MultiProcessStore:
                 "CONCMON_PROMETHEUS_MULTIPROC_DIR"
             ) from None
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        # Workers that died since the last scrape are folded now, so that a host that recycles
+        # workers and is never scraped still keeps a bounded directory.
+        with contextlib.suppress(OSError):
+            self.fold_dead()
 
     # -- this worker ---------------------------------------------------------------------------
 
@@ -136,7 +140,12 @@ class MultiProcessStore:
             self._last_written = content
 
     def close(self, final: Figures | None = None) -> None:
-        """Write the final figures and release the lock: the next scrape folds this worker."""
+        """Fold this worker's final figures into the archive, remove its files, let go its lock.
+
+        A worker leaving gracefully thus takes nothing with it and leaves nothing behind. Where
+        the fold cannot be done (an unwritable archive), its final figures stay in its state
+        file and the next scrape folds them.
+        """
         if final is not None:
             with contextlib.suppress(OSError):
                 self.write(final)
@@ -144,6 +153,9 @@ class MultiProcessStore:
             if self._closed:
                 return
             self._closed = True
+            if final is not None:
+                with contextlib.suppress(OSError), self._directory_lock(fcntl.LOCK_EX):
+                    self._fold([(self.instance, self.state_path)])
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
 
@@ -191,6 +203,15 @@ class MultiProcessStore:
         finally:
             os.close(fd)
         return False
+
+    def fold_dead(self) -> None:
+        """Fold every dead worker's files into the archive (they are gone for good)."""
+        with self._directory_lock(fcntl.LOCK_SH):
+            others = self._others()
+            dead = [(i, p) for i, p in others if not self._alive(i)]
+        if dead:
+            with self._directory_lock(fcntl.LOCK_EX):
+                self._fold([(i, p) for i, p in self._others() if not self._alive(i)])
 
     def collect(self, own: Callable[[], Figures]) -> Figures:
         """Every worker of the host added up, with this worker's figures read live."""

@@ -16,6 +16,7 @@ from logged snapshots, for node_exporter's textfile collector. The families are 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -306,6 +307,9 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+# A worker that exits (max-requests recycling, a graceful stop) hands its final figures to the
+# host whether or not a sink's shutdown ran: what it counted since its last write is kept.
+atexit.register(_close_backend)
 
 
 class PrometheusSink:

@@ -35,12 +35,14 @@ def _recycled(tmp_path: Path) -> Path:
 
 
 def test_a_gone_workers_totals_stay_in_the_sum_and_its_actives_leave(tmp_path: Path) -> None:
-    """The file view: worker 9 is gone, its 5 finished (+1 health) stay, its 7 active do not."""
+    """The file view: worker 9 is gone, its 5 finished (+1 health) stay, its 7 active finish
+    as lost."""
     reading = FileSource(_recycled(tmp_path)).latest()
     assert [s.pid for s in reading.live] == [1]
     host = check_invariants(reading.total)
-    assert (host.active, host.completed, host.failed) == (1, 6 + 4, 2)
-    assert host.endpoints["/chat/completions"].completed == 5 + 3
+    assert (host.active, host.completed, host.failed, host.lost) == (1, 6 + 4 + 7, 2, 7)
+    assert host.total == 6 + 7 + 4 + 1  # every request started by either worker
+    assert host.endpoints["/chat/completions"].lost == 7
     assert reading.workers.retired == 1
 
 
@@ -49,10 +51,11 @@ def test_show_and_export_json_report_the_host_with_the_gone_workers_totals(tmp_p
     path = _recycled(tmp_path)
     shown = run("show", str(path)).stdout
     assert shown.splitlines()[0].startswith("Active 1/")
-    assert "Completed 10  Failed 2" in shown.splitlines()[0]
+    assert "Total 18  Completed 17  Failed 2" in shown.splitlines()[0]
     assert "1 workers gone (their totals kept)" in shown
     exported = json.loads(run("export", "json", str(path)).stdout)
-    assert (exported["pid"], exported["active"], exported["completed"]) == (0, 1, 10)
+    assert (exported["pid"], exported["active"], exported["completed"]) == (0, 1, 17)
+    assert exported["lost"] == 7
     per_worker = run("export", "json", str(path), "--per-worker").stdout.splitlines()
     assert [json.loads(line)["pid"] for line in per_worker] == [1]
 
@@ -96,10 +99,13 @@ def test_watching_keeps_a_worker_that_goes_away_meanwhile(tmp_path: Path) -> Non
     view.extend(stream.poll())
     host = view.total()
     assert host is not None and (host.active, host.completed) == (8, 10)
+    before = host.total
     later = [busy_snapshot(pid=1, active=1, done=3, interval=1.0, seconds_ago=s) for s in (5, 0)]
     write(path, later)
     view.extend(stream.poll())
     stream.close()
     host = check_invariants(view.total())  # type: ignore[arg-type]
     assert [s.pid for s in view.live()] == [1]
-    assert (host.active, host.completed) == (1, 10)
+    # The host's counters never go down: the gone worker's 7 in flight finished as lost.
+    assert (host.active, host.completed, host.lost) == (1, 17, 7)
+    assert host.total == before

@@ -61,7 +61,8 @@ _worker_st = st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(0, 20
 def test_merge_keeps_every_invariant_with_gone_workers_counted_for_totals_only(
     live_specs: list[tuple[int, int, int]], gone_specs: list[tuple[int, int, int]]
 ) -> None:
-    """Active sums the live workers, completed and failed sum all; total = completed + active."""
+    """Active sums the live workers, completed and failed sum all, a gone worker's actives
+    finish as lost; total = completed + active."""
     workers = []
     for pid, (ok, failed, hold) in enumerate(live_specs + gone_specs, start=1):
         worker = Worker(pid)
@@ -70,14 +71,17 @@ def test_merge_keeps_every_invariant_with_gone_workers_counted_for_totals_only(
     live, gone = workers[: len(live_specs)], workers[len(live_specs) :]
     total = check_invariants(merge(live, gone))
     assert total.active == sum(s.active for s in live)
-    assert total.completed == sum(s.completed for s in workers)
+    lost = sum(s.active for s in gone)
+    assert total.lost == lost
+    assert total.completed == sum(s.completed for s in workers) + lost
     assert total.failed == sum(s.failed for s in workers)
     assert total.total == total.completed + total.active
+    assert total.total == sum(s.total for s in workers)
     endpoint = total.endpoints.get(EP, EndpointStats())
     assert endpoint.active == sum(s.endpoints[EP].active for s in live if EP in s.endpoints)
     assert endpoint.completed == sum(
         s.endpoints[EP].completed for s in workers if EP in s.endpoints
-    )
+    ) + sum(s.endpoints[EP].active for s in gone if EP in s.endpoints)
     assert total.peak == sum(s.peak for s in live)
 
 
@@ -148,7 +152,8 @@ def test_a_late_report_never_replaces_a_newer_one_and_serves_as_previous() -> No
 
 
 def test_a_retired_worker_keeps_its_totals_and_its_actives_leave() -> None:
-    """Silent for three intervals, a worker is gone: its actives leave, its totals stay."""
+    """Silent for three intervals, a worker is gone: its actives finish as lost, its totals
+    stay."""
     a, b = Worker(1), Worker(2)
     a.work(ok=5, failed=2, hold=3)
     b.work(ok=1, hold=1)
@@ -160,8 +165,9 @@ def test_a_retired_worker_keeps_its_totals_and_its_actives_leave() -> None:
     total = check_invariants(view.total())  # type: ignore[arg-type]
     assert [s.pid for s in view.live()] == [2]
     assert view.retired == 1
-    assert (total.active, total.completed, total.failed) == (1, 8, 2)
-    assert total.endpoints[EP].completed == 8
+    assert (total.active, total.completed, total.failed, total.lost) == (1, 11, 2, 3)
+    assert total.endpoints[EP].completed == 11
+    assert total.endpoints[EP].lost == 3
 
 
 def test_a_reused_pid_is_a_new_worker_and_the_old_ones_totals_stay() -> None:
@@ -174,7 +180,7 @@ def test_a_reused_pid_is_a_new_worker_and_the_old_ones_totals_stay() -> None:
     view.extend([first.report(at=99.0), second.report(at=101.0)])
     total = view.total()
     assert total is not None
-    assert (total.completed, total.active) == (4, 0)
+    assert (total.completed, total.active, total.lost) == (6, 0, 2)
     assert view.retired == 1
 
 
@@ -201,7 +207,8 @@ def test_thousands_of_recycled_workers_keep_exact_totals_in_bounded_state() -> N
         worker.work(ok=1, hold=1)
         view.add(worker.report(at=10.0 * n + 0.5))
     total = check_invariants(view.total())  # type: ignore[arg-type]
-    assert total.completed == 3000
+    assert total.completed == 3000 + 2999  # each gone worker's held request is lost
+    assert total.lost == 2999
     assert total.active == 1  # only the newest worker is live
     assert len(view.gone()) <= GONE_KEPT + 1
 
@@ -269,5 +276,5 @@ def test_host_counters_never_decrease_whatever_the_workers_do(
     if reported:
         total = view.total()
         assert total is not None
-        assert total.completed == sum(s.completed for s in reported)
+        assert total.completed - total.lost == sum(s.completed for s in reported)
         assert total.rejected == sum(s.rejected for s in reported)

@@ -258,7 +258,8 @@ def test_textfile_export_adds_up_the_latest_report_of_each_worker() -> None:
 
 
 def test_textfile_export_drops_the_active_requests_of_a_worker_gone_silent() -> None:
-    """A worker whose last report is many intervals old keeps its totals, not its actives."""
+    """A worker whose last report is many intervals old keeps its totals; its actives finish
+    as lost."""
     a, b = ConcurrencyMonitor(), ConcurrencyMonitor()
     a.http.begin("/x")
     a.http.begin("/x").finish()
@@ -267,7 +268,8 @@ def test_textfile_export_drops_the_active_requests_of_a_worker_gone_silent() -> 
     new = _worker_snapshot(b, 2, timestamp="2026-01-01T00:10:00+00:00", interval_s=5.0)
     samples = parse(exposition_from_snapshots([old, new]))
     assert total(samples, "concmon_requests_active") == 0
-    assert total(samples, "concmon_requests_total") == 2
+    assert total(samples, "concmon_requests_total", outcome="ok") == 2
+    assert total(samples, "concmon_requests_total", outcome="lost") == 1
     assert value(samples, "concmon_processes") == 1
     kept = parse(exposition_from_snapshots([old, new], stale_intervals=None))
     assert total(kept, "concmon_requests_active") == 1

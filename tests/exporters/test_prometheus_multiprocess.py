@@ -96,8 +96,8 @@ def _figures(finished: int, active: int) -> Figures:
 def test_one_scrape_adds_up_live_workers_and_keeps_a_killed_workers_totals(
     spawn: list[subprocess.Popen[str]],
 ) -> None:
-    """Two real workers: summed; one SIGKILLed: its actives leave, its totals stay, in the
-    exposition and in the host snapshot a JSON endpoint can serve."""
+    """Two real workers: summed; one SIGKILLed: its actives finish as lost, its totals stay, in
+    the exposition and in the host snapshot a JSON endpoint can serve."""
     a = _start(spawn, finished=7, held=2)
     _start(spawn, finished=5, held=3)
     assert prometheus.activate() == "multi-process"
@@ -112,9 +112,10 @@ def test_one_scrape_adds_up_live_workers_and_keeps_a_killed_workers_totals(
     assert value(samples, "concmon_processes") == 2
     assert value(samples, "concmon_requests_active", endpoint="/work") == 3
     assert value(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 13
+    assert value(samples, "concmon_requests_total", endpoint="/work", outcome="lost") == 2
     host = check_invariants(prometheus.host_snapshot())
-    assert (host.pid, host.active, host.completed) == (0, 3, 13)
-    assert host.endpoints["/work"].completed == 13
+    assert (host.pid, host.active, host.completed, host.lost) == (0, 3, 15, 2)
+    assert host.endpoints["/work"].completed == 15
 
 
 def test_a_worker_that_exits_cleanly_is_folded_with_its_final_figures(
@@ -192,7 +193,8 @@ def test_totals_never_decrease_while_workers_come_and_go_under_concurrent_scrape
         t.join(120)
     assert problems == []
     samples = parse(exposition()[0])
-    assert total(samples, "concmon_requests_total") == 300
+    assert total(samples, "concmon_requests_total", outcome="ok") == 300
+    assert total(samples, "concmon_requests_total", outcome="lost") == 300
     assert value(samples, "concmon_requests_active", endpoint="/w") == 2
     live.close()
 
