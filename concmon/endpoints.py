@@ -25,6 +25,7 @@ from concmon.adapter_options import AdapterOptions, IPNetwork
 from concmon.monitor import ConcurrencyMonitor
 from concmon.runtime import get_monitor
 from concmon.settings import ConfigError
+from concmon.snapshot import WORKERS_SCHEMA, WORKERS_SUFFIX
 from concmon.system import SystemSampler
 
 Headers = tuple[tuple[str, str], ...]
@@ -154,8 +155,14 @@ class MachineEndpoints:
         monitor: Callable[[], ConcurrencyMonitor] = get_monitor,
     ) -> None:
         self.json_path = options.json_path
+        # Beside the snapshot: every worker of the host, each on its own (see workers_json).
+        self.workers_path = (
+            options.json_path.rstrip("/") + WORKERS_SUFFIX if options.json_path else None
+        )
         self.metrics_path = options.metrics_path if options.prometheus else None
-        self.paths = frozenset(p for p in (self.json_path, self.metrics_path) if p is not None)
+        self.paths = frozenset(
+            p for p in (self.json_path, self.workers_path, self.metrics_path) if p is not None
+        )
         self._allow = options.metrics_allow
         self._token = options.metrics_token
         self._monitor = monitor
@@ -188,6 +195,8 @@ class MachineEndpoints:
         head = method == "HEAD"
         if path == self.json_path:
             return answer(200, self.snapshot_json(), JSON, head=head)
+        if path == self.workers_path:
+            return answer(200, self.workers_json(), JSON, head=head)
         assert self._exporter is not None, f"{path!r} is not a machine endpoint"
         body, content_type = self._exporter.exposition(accept)
         return answer(200, body, content_type, head=head)
@@ -203,6 +212,30 @@ class MachineEndpoints:
             system = self._sampler.sample()
         snapshot = monitor.snapshot(system)
         return json.dumps(snapshot.to_dict(), separators=(",", ":")).encode()
+
+
+    def workers_json(self) -> bytes:
+        """Every live worker's snapshot and the finished workers' folded totals, in one answer
+        (``concmon.workers/1``): a client polling one port behind several workers sees the
+        whole host on every poll, not whichever worker answered. Only this process in
+        single-process mode, where no worker knows the others."""
+        monitor = self._monitor()
+        if not monitor.enabled:
+            return switched_off_json()
+        with self._sampler_lock:
+            system = self._sampler.sample()
+        own = monitor.snapshot(system)
+        live, finished = [own], []
+        host_workers = getattr(self._exporter, "host_workers", None)
+        if host_workers is not None:
+            everyone, finished = host_workers()
+            live += [s for s in everyone if s.pid != own.pid]
+        body = {
+            "schema": WORKERS_SCHEMA,
+            "workers": [s.to_dict() for s in live],
+            "finished": [s.to_dict() for s in finished],
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def switched_off_json() -> bytes:

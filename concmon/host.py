@@ -381,6 +381,11 @@ class HostView:
         for snapshot in snapshots:
             self.add(snapshot)
 
+    def add_finished(self, snapshot: Snapshot) -> None:
+        """Take in the folded totals of workers that finished before they were seen here (a
+        multi-process host's archive): counted as gone, never live."""
+        self._fold(ProcessReports(snapshot))
+
     def _retire(self, key: Key, process: ProcessReports) -> None:
         self.retired += 1
         older = self._gone.pop(key, None)

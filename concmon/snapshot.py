@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 SCHEMA = "concmon.snapshot/1"
 
@@ -74,6 +74,13 @@ class SnapshotDict(TypedDict):
     system: SystemDict
     sink_errors: dict[str, int]
     lost: int
+
+
+WORKERS_SUFFIX: Final = "/workers"
+"""Appended to an adapter's JSON path: where every worker of the host is answered at once."""
+
+WORKERS_SCHEMA: Final = "concmon.workers/1"
+"""The per-worker answer: ``{"schema", "workers": [snapshots], "finished": [snapshots]}``."""
 
 
 class SnapshotFormatError(ValueError):

@@ -217,7 +217,7 @@ def watch(
 
             with Live(console=console, auto_refresh=False, redirect_stdout=False) as screen:
                 while True:
-                    workers.extend(stream.poll())
+                    workers = stream.update(workers)
                     screen.update(frame(), refresh=True)
                     drawn += 1
                     if count and drawn >= count:
@@ -226,7 +226,7 @@ def watch(
         else:
             last_seen: tuple[object, ...] | None = None
             while True:
-                workers.extend(stream.poll())
+                workers = stream.update(workers)
                 state = (tuple(s.timestamp for s in workers.live()), stream.status)
                 if state != last_seen:
                     if last_seen is not None:

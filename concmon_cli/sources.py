@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Final, Literal, Protocol
+from typing import Any, BinaryIO, Final, Literal, Protocol
 
 from concmon.host import STALE_INTERVALS, HostView
 from concmon.logformat import ReportAssembler
-from concmon.snapshot import Snapshot, SnapshotFormatError
+from concmon.snapshot import WORKERS_SCHEMA, WORKERS_SUFFIX, Snapshot, SnapshotFormatError
 from concmon_cli.durations import parse_timestamp
 from concmon_cli.errors import CliError
 from concmon_cli.tail import Follower, reverse_lines
@@ -104,6 +104,8 @@ class Stream(Protocol):
     def skipped(self) -> int: ...
 
     def poll(self) -> list[Snapshot]: ...
+
+    def update(self, workers: HostView) -> HostView: ...
 
     def close(self) -> None: ...
 
@@ -299,6 +301,11 @@ class FileStream:
         live = self._decoder.skipped if self._decoder is not None else 0
         return self._back_skipped + live
 
+    def update(self, workers: HostView) -> HostView:
+        """``workers`` with the reports appended since the last poll."""
+        workers.extend(self.poll())
+        return workers
+
     def poll(self) -> list[Snapshot]:
         path = self.source.path
         if self._decoder is None:
@@ -341,24 +348,58 @@ class UrlSource:
         self.url = url
         self.label = url
 
-    def fetch(self) -> Snapshot:
+    def _get(self, url: str) -> Any:
         import httpx
 
         try:
-            response = httpx.get(self.url, timeout=URL_TIMEOUT)
+            response = httpx.get(url, timeout=URL_TIMEOUT)
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
-            raise CliError(f"cannot reach {self.url}: {reason}") from None
+            raise CliError(f"cannot reach {url}: {reason}") from None
+        if response.status_code == 404 and url != self.url:
+            return None  # a server without the per-worker answer
         if response.status_code != 200:
-            raise CliError(f"{self.url} answered HTTP {response.status_code}, not a snapshot")
+            raise CliError(f"{url} answered HTTP {response.status_code}, not a snapshot")
         try:
-            return Snapshot.from_dict(response.json())
+            data = response.json()
+        except ValueError as exc:
+            raise CliError(f"{url} did not return a concmon snapshot: {exc}") from None
+        if isinstance(data, dict) and data.get("enabled") is False:
+            raise CliError(f"{self.url}: monitoring is switched off in that application")
+        return data
+
+    def fetch(self) -> Snapshot:
+        """The snapshot of whichever worker answered the URL."""
+        try:
+            return Snapshot.from_dict(self._get(self.url))
         except ValueError as exc:
             raise CliError(f"{self.url} did not return a concmon snapshot: {exc}") from None
 
+    def host(self) -> HostView | None:
+        """Every worker of the host from one answer (``<url>/workers``), None from a server
+        that has no such answer."""
+        url = self.url.rstrip("/") + WORKERS_SUFFIX
+        data = self._get(url)
+        if data is None:
+            return None
+        try:
+            if data.get("schema") != WORKERS_SCHEMA:
+                raise ValueError(f"schema {data.get('schema')!r}")
+            live = [Snapshot.from_dict(item) for item in data["workers"]]
+            finished = [Snapshot.from_dict(item) for item in data["finished"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CliError(f"{url} did not return concmon's per-worker answer: {exc}") from None
+        workers = HostView(None)  # the answer says who is live: nothing is taken for gone
+        workers.extend(live)
+        for snapshot in finished:
+            workers.add_finished(snapshot)
+        return workers
+
     def latest(self) -> Reading:
-        workers = HostView()
-        workers.add(self.fetch())
+        workers = self.host()
+        if workers is None:
+            workers = HostView()
+            workers.add(self.fetch())
         return Reading(self.label, workers, 0)
 
     def stream(self, *, initial: bool) -> UrlStream:
@@ -372,6 +413,7 @@ class UrlStream:
         self.source = source
         self.skipped = 0
         self.status: str | None = None
+        self._whole: bool | None = None  # whether the server answers every worker at once
 
     def poll(self) -> list[Snapshot]:
         try:
@@ -381,6 +423,23 @@ class UrlStream:
             return []
         self.status = None
         return [snapshot]
+
+    def update(self, workers: HostView) -> HostView:
+        """The host after one poll: the whole host from the per-worker answer when the server
+        has one (every redraw shows every worker), else ``workers`` with the worker that
+        answered added."""
+        if self._whole is not False:
+            try:
+                host = self.source.host()
+            except CliError as exc:
+                self.status = str(exc)
+                return workers
+            self._whole = host is not None
+            if host is not None:
+                self.status = None
+                return host
+        workers.extend(self.poll())
+        return workers
 
     def close(self) -> None:
         pass

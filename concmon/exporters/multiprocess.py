@@ -228,13 +228,23 @@ class MultiProcessStore:
             return self._sum(own)
 
     def _sum(self, own: Callable[[], Figures]) -> Figures:
+        live, archived = self._parts(own)
+        return combine(live, archived)
+
+    def _parts(self, own: Callable[[], Figures]) -> tuple[list[Figures], list[Figures]]:
         live = [own()]
         for _, path in self._others():
             data = _read_json(path)
             if data is not None:
                 with contextlib.suppress(*_BAD_FIGURES):
                     live.append(_figures_from_json(data["figures"]))
-        return combine(live, self._archived())
+        return live, self._archived()
+
+    def workers(self, own: Callable[[], Figures]) -> tuple[list[Figures], list[Figures]]:
+        """Each live worker's figures (this one's read live) and the finished workers' folded
+        total: the parts :meth:`collect` adds up, for a per-worker view."""
+        with self._directory_lock(fcntl.LOCK_SH):
+            return self._parts(own)
 
     def _archived(self) -> list[Figures]:
         archive = _read_json(self.directory / ARCHIVE_NAME)

@@ -286,6 +286,18 @@ def host_snapshot() -> Snapshot:
     return _current_backend().figures().snapshot
 
 
+def host_workers() -> tuple[list[Snapshot], list[Snapshot]]:
+    """Each live worker's snapshot (this process's now) and the finished workers' folded
+    totals; in single-process mode, this process alone. Reads files in multi-process mode:
+    call it off the event loop."""
+    backend = _current_backend()
+    monitor = get_monitor()
+    if backend.store is None:
+        return [live_figures(monitor).snapshot], []
+    live, finished = backend.store.workers(lambda: live_figures(monitor))
+    return [f.snapshot for f in live], [f.snapshot for f in finished]
+
+
 def _close_backend() -> None:
     """Stop publishing and release this worker's lock (its totals get folded by the others)."""
     global _backend
