@@ -131,6 +131,8 @@ def header(total: Snapshot, workers: int, t: Thresholds) -> Text:
         _pair("Cancelled", str(s.cancelled), _count_style(s.cancelled, WARN)),
         _pair("Rejected", str(s.rejected), _count_style(s.rejected, WARN)),
     ]
+    if s.lost:  # in flight in a worker that died: shown when there are any
+        requests.append(_pair("Lost", str(s.lost), _count_style(s.lost, CRIT)))
     process = [
         _pair("Queue", f"{s.queue_depth} (peak {s.queue_peak})", _queue_style(s.queue_depth, t))
     ]

@@ -249,3 +249,17 @@ def test_show_names_requests_still_before_routing(tmp_path: Path) -> None:
     assert out.splitlines()[0].startswith("Active 2/2")
     for ticket in held:
         ticket.finish()
+
+
+def test_show_names_requests_lost_in_a_worker_that_went(tmp_path: Path) -> None:
+    """A worker gone with requests in flight shows them as Lost in the header; totals hold."""
+    path = write(
+        tmp_path / "gone.log",
+        [
+            busy_snapshot(pid=2, active=7, done=0, interval=1.0, seconds_ago=3.5),
+            busy_snapshot(pid=1, active=1, done=3, interval=1.0, seconds_ago=0),
+        ],
+    )
+    out = run("show", str(path)).stdout
+    assert "Lost 7" in out
+    assert out.splitlines()[0].startswith("Active 1/")
