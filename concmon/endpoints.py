@@ -213,7 +213,6 @@ class MachineEndpoints:
         snapshot = monitor.snapshot(system)
         return json.dumps(snapshot.to_dict(), separators=(",", ":")).encode()
 
-
     def workers_json(self) -> bytes:
         """Every live worker's snapshot and the finished workers' folded totals, in one answer
         (``concmon.workers/1``): a client polling one port behind several workers sees the
