@@ -108,11 +108,15 @@ def test_json_path_serves_the_given_monitor() -> None:
     monitor = ConcurrencyMonitor()
     monitor.begin("/held")
     endpoints = MachineEndpoints(AdapterOptions(json_path="/stats"), lambda: monitor)
-    assert endpoints.paths == {"/stats"}
+    assert endpoints.paths == {"/stats", "/stats/workers"}
     reply = endpoints.answer("/stats", "GET", "127.0.0.1", None, None)
     assert reply.status == 200
     assert ("Content-Type", "application/json") in reply.headers
     assert json.loads(reply.body)["endpoints"]["/held"]["active"] == 1
+    # Beside it, every worker at once: in one process, this process alone.
+    workers = json.loads(endpoints.answer("/stats/workers", "GET", "127.0.0.1", None, None).body)
+    assert workers["schema"] == "concmon.workers/1" and workers["finished"] == []
+    assert [w["endpoints"]["/held"]["active"] for w in workers["workers"]] == [1]
 
 
 def test_metrics_path_calls_the_exporter_with_accept(monkeypatch: pytest.MonkeyPatch) -> None:
