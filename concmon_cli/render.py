@@ -53,14 +53,11 @@ class Footer:
 def make_console(
     file: IO[str] | None = None, *, no_color: bool = False, width: int | None = None
 ) -> Console:
-    """A console that draws for a terminal and writes plain, unwrapped text otherwise.
-
-    ``COLUMNS`` sets the width for a pipe too (``COLUMNS=80 concmon-cli show | less``).
-    """
+    """A console that draws for a terminal and writes plain, unwrapped text otherwise."""
     out = file if file is not None else sys.stdout
     terminal = out.isatty()
-    if not terminal and width is None and not os.environ.get("COLUMNS", "").isdigit():
-        width = 200  # a pipe or a file: wide, unless COLUMNS asks for a width
+    if not terminal and width is None:
+        width = 200  # a pipe or a file: never wrap or truncate an endpoint name
     return Console(
         file=out,
         force_terminal=terminal,

@@ -124,7 +124,7 @@ def test_wider_terminals_show_more_columns() -> None:
 
 
 def test_show_per_worker_through_click_keeps_pids_whole(tmp_path: object) -> None:
-    """``show --per-worker`` at COLUMNS=80: every pid and figure whole, no line wider."""
+    """``show --per-worker`` with COLUMNS=80 (a pipe, so 200 wide): every pid and figure whole."""
     from pathlib import Path
 
     assert isinstance(tmp_path, Path)
@@ -139,10 +139,7 @@ def test_show_per_worker_through_click_keeps_pids_whole(tmp_path: object) -> Non
     for pid in PIDS:
         assert str(pid) in numbers
     assert str(merge(workers).total) in numbers
-    for line in out.splitlines():
-        assert len(line) <= 80, line
-        if "…" in line:
-            assert line.lstrip().startswith("/v1/organisations"), line
+    assert "…" not in out
 
 
 def test_peaks_name_their_span_and_sums_are_marked_as_bounds() -> None:
