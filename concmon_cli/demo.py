@@ -16,6 +16,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from rich.console import Console, Group
 from rich.text import Text
 
 from concmon.host import HostView
+from concmon.snapshot import Snapshot
 from concmon_cli.errors import CliError
 from concmon_cli.render import Footer, Thresholds, view
 from concmon_cli.sources import UrlSource
@@ -30,31 +32,66 @@ from concmon_cli.sources import UrlSource
 
 @dataclass
 class LoadStats:
-    sent: int = 0
-    queue_peak: int = 0
-    ok: int = 0
-    failed: int = 0
+    """What the clients saw, one count per way a request ended; they always add up.
+
+    ``started`` = ``answered`` + ``errors`` + ``cancelled`` + ``unsent``: a request the demo
+    cancels (each wave ends so, and so does the demo) is ``cancelled`` once its headers left
+    the client and ``unsent`` before that, so the server can only have counted the first kind.
+    """
+
+    started: int = 0
+    answered: int = 0
+    answered_failed: int = 0
+    """Of ``answered``: the ones answered with an error status."""
     errors: int = 0
+    cancelled: int = 0
+    unsent: int = 0
+    queue_peak: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         with self.lock:
-            self.sent += 1
+            self.started += 1
 
     def add(self, status: int | None) -> None:
         with self.lock:
             if status is None:
                 self.errors += 1
-            elif status < 400:
-                self.ok += 1
             else:
-                self.failed += 1
+                self.answered += 1
+                self.answered_failed += status >= 400
+
+    def cancel(self, sent: bool) -> None:
+        with self.lock:
+            if sent:
+                self.cancelled += 1
+            else:
+                self.unsent += 1
+
+
+def summary(stats: LoadStats, final: Snapshot) -> str:
+    """The closing line: the clients' requests, each way they ended named, then the server's."""
+    return (
+        f"demo over: the clients started {stats.started} requests: {stats.answered} answered "
+        f"({stats.answered_failed} with an error), {stats.cancelled} cancelled in flight, "
+        f"{stats.unsent} cancelled before they were sent, {stats.errors} connection errors. "
+        f"The server counted {final.total}: {final.completed} completed "
+        f"({final.failed} failed, {final.cancelled} cancelled), {final.active} still active, "
+        f"peak {final.peak} at once; the upstream queue peaked at {stats.queue_peak} waiting."
+    )
 
 
 async def _client(
     base: str, stop: threading.Event, stats: LoadStats, rng: random.Random, budget: list[int]
 ) -> None:
     import httpx
+
+    sent = False
+
+    async def trace(event: str, info: Mapping[str, Any]) -> None:
+        nonlocal sent
+        if event.endswith("send_request_headers.complete"):
+            sent = True  # the server has the request from here on: it counts it
 
     async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
         while not stop.is_set() and budget[0] > 0:
@@ -67,17 +104,25 @@ async def _client(
             else:
                 body["prompt"] = "hello"
             status: int | None
+            sent = False
+            extensions = {"trace": trace}
             stats.start()
             try:
                 if stream:
-                    async with client.stream("POST", path, json=body) as response:
+                    async with client.stream(
+                        "POST", path, json=body, extensions=extensions
+                    ) as response:
                         async for _ in response.aiter_bytes():
                             pass
                         status = response.status_code
                 else:
-                    status = (await client.post(path, json=body)).status_code
+                    response = await client.post(path, json=body, extensions=extensions)
+                    status = response.status_code
             except httpx.HTTPError:
                 status = None
+            except asyncio.CancelledError:
+                stats.cancel(sent)
+                raise
             stats.add(status)
             await asyncio.sleep(rng.uniform(0.0, 0.2))
 
@@ -170,7 +215,7 @@ def run_demo(
         left = max(0.0, ends - time.monotonic())
         title = Text(
             f"concmon demo: OpenAI-style proxy on {base}, upstream parallelism {parallel}, "
-            f"{error_rate:.0%} injected errors; {stats.sent} requests sent; "
+            f"{error_rate:.0%} injected errors; {stats.started} requests started; "
             f"ends in {left:.0f}s (Ctrl-C stops)",
             style="bold",
         )

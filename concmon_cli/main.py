@@ -607,7 +607,7 @@ def demo(
     it sooner.
     """
     from concmon import get_monitor
-    from concmon_cli.demo import run_demo
+    from concmon_cli.demo import run_demo, summary
 
     console = make_console(no_color=no_color)
     stats = run_demo(
@@ -617,12 +617,7 @@ def demo(
         parallel=parallel,
         error_rate=error_rate,
     )
-    final = get_monitor().snapshot()
-    console.print(
-        f"demo over: {stats.sent} requests sent, {final.completed} completed, "
-        f"{final.failed} failed, {final.cancelled} cancelled, peak {final.peak} at once, "
-        f"the upstream queue peaked at {stats.queue_peak} waiting."
-    )
+    console.print(summary(stats, get_monitor().snapshot()))
     console.print(
         "Your app: concmon-cli run module:app, then concmon-cli watch (see docs/cli.md).",
         style="dim",

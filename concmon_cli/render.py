@@ -10,14 +10,15 @@ for a threshold reached, red for a critical one or for failures; without a termi
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -118,13 +119,80 @@ def _pair(label: str, value: str, style: str = "") -> Text:
     return text
 
 
-def header(total: Snapshot, workers: int, t: Thresholds) -> Text:
-    """The totals: requests, then queue, saturation and the process figures."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED_CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED_CONTROL.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def shown_name(name: str, style: str = "") -> Text:
+    """A name from the monitored app as one line of plain text: control characters escaped.
+
+    A newline would split a row into a line that looks like a report line of its own and an
+    ESC byte would reach the terminal, so both are written as escapes (``\\n``, ``\\x1b``),
+    as are the characters that reorder text. ``Text`` never reads markup: ``[red]`` stays.
+    """
+    return Text(_CONTROL.sub(_escape_control, name), style=style)
+
+
+def _summed(values: Iterable[int]) -> bool:
+    """Whether a host figure is a sum of more than one worker's own peak (an upper bound)."""
+    return sum(1 for value in values if value) > 1
+
+
+def _peak(value: int, bound: bool) -> str:
+    return f"\u2264{value}" if bound else str(value)
+
+
+BOUND_NOTE = (
+    "\u2264 a sum of each worker's own peak: an upper bound, the workers need not have "
+    "peaked at the same moment"
+)
+
+
+class PairLines:
+    """Label-value pairs laid out in as many lines as the width needs, never split inside."""
+
+    def __init__(self, *groups: Sequence[Text]) -> None:
+        self.groups = groups
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        lines: list[Text] = []
+        for group in self.groups:
+            line = Text()
+            for pair in group:
+                if line and line.cell_len + 2 + pair.cell_len > width:
+                    lines.append(line)
+                    line = Text()
+                if line:
+                    line.append("  ")
+                line.append_text(pair)
+            lines.append(line)
+        for line in lines:
+            line.no_wrap = True
+            line.overflow = "ignore"  # longer than the width only when one pair is
+        yield Text("\n").join(lines)
+
+
+def header(total: Snapshot, workers: Sequence[Snapshot], t: Thresholds) -> PairLines:
+    """The totals: requests, then queue, saturation and the process figures.
+
+    Every peak names its span (this interval, ever); a peak summed over workers is ``≤N``.
+    """
     s = total
     sy = s.system
     requests = [
-        _pair("Active", f"{s.active}/{s.peak}", _active_style(s.active, t)),
-        _pair("Interval peak", str(s.interval_peak)),
+        _pair("Active", str(s.active), _active_style(s.active, t)),
+        _pair(
+            "Peak this interval",
+            _peak(s.interval_peak, _summed(w.interval_peak for w in workers)),
+        ),
+        _pair("Peak ever", _peak(s.peak, _summed(w.peak for w in workers))),
         _pair("Total", str(s.total)),
         _pair("Completed", str(s.completed)),
         _pair("Failed", str(s.failed), _count_style(s.failed, CRIT)),
@@ -133,8 +201,13 @@ def header(total: Snapshot, workers: int, t: Thresholds) -> Text:
     ]
     if s.lost:  # in flight in a worker that died: shown when there are any
         requests.append(_pair("Lost", str(s.lost), _count_style(s.lost, CRIT)))
+    queue_peak = _peak(s.queue_peak, _summed(w.queue_peak for w in workers))
     process = [
-        _pair("Queue", f"{s.queue_depth} (peak {s.queue_peak})", _queue_style(s.queue_depth, t))
+        _pair(
+            "Queue",
+            f"{s.queue_depth} (peak {queue_peak} this interval)",
+            _queue_style(s.queue_depth, t),
+        )
     ]
     if s.routing:  # requests not routed yet: shown when there are any
         process.append(_pair("Routing", str(s.routing)))
@@ -148,13 +221,13 @@ def header(total: Snapshot, workers: int, t: Thresholds) -> Text:
         _pair("FDs", _int(sy.open_fds)),
         _pair("Loop lag", lag, _lag_style(sy.loop_lag_ms, t)),
         _pair("Uptime", _duration(s.uptime_s)),
-        _pair("Workers", str(workers)),
+        _pair("Workers", str(len(workers))),
     ]
-    gap = Text("  ")
-    return Text("\n").join([gap.join(requests), gap.join(process)])
+    return PairLines(requests, process)
 
 
 def _table(terminal: bool, *columns: str) -> Table:
+    """A plain rich table in the house style (the history view's, whose cells are short)."""
     table = Table(
         box=box.SIMPLE_HEAD if terminal else None,
         show_edge=False,
@@ -166,25 +239,128 @@ def _table(terminal: bool, *columns: str) -> Table:
     return table
 
 
+@dataclass(frozen=True)
+class Column:
+    """A column of a fitted table; ``rank`` 0 is always shown, higher ranks go first."""
+
+    name: str
+    rank: int
+
+
+NAME_FLOOR = 20
+"""Columns are dropped before a name is shortened below this many cells."""
+
+
+class FittedTable:
+    """A table that never cuts a figure: it drops its least important columns to fit.
+
+    The first column holds names; it is the only one ever shortened (with an ellipsis), and
+    only once the columns that can go are gone or the name is still wider than ``NAME_FLOOR``.
+    Wider terminals show more columns. The layout is chosen at each render, so a live screen
+    follows a resized terminal. Narrower than the columns that always stay, the lines run
+    past the width (the terminal wraps them) rather than lose a digit.
+    """
+
+    def __init__(self, terminal: bool, *columns: Column) -> None:
+        self.terminal = terminal
+        self.columns = columns
+        self.rows: list[tuple[list[Text], str]] = []
+
+    def add_row(self, *cells: Text, style: str = "") -> None:
+        self.rows.append((list(cells), style))
+
+    def _natural(self, index: int) -> int:
+        cells = [row[index].cell_len for row, _ in self.rows]
+        return max([len(self.columns[index].name), *cells])
+
+    def _build(self, keep: Sequence[int], name_width: int) -> Table:
+        table = Table(
+            box=box.SIMPLE_HEAD if self.terminal else None,
+            show_edge=False,
+            pad_edge=False,
+            header_style="bold",
+        )
+        for index in keep:
+            if index == 0:
+                table.add_column(
+                    self.columns[0].name,
+                    no_wrap=True,
+                    overflow="ellipsis",
+                    min_width=name_width,
+                    max_width=name_width,
+                )
+            else:
+                width = self._natural(index)
+                table.add_column(
+                    self.columns[index].name,
+                    justify="right",
+                    no_wrap=True,
+                    min_width=width,
+                    max_width=width,
+                )
+        for cells, style in self.rows:
+            table.add_row(*(cells[index] for index in keep), style=style)
+        return table
+
+    def _width(self, keep: Sequence[int], name_width: int) -> int:
+        columns = [name_width if index == 0 else self._natural(index) for index in keep]
+        gap = 3 if self.terminal else 2  # the padding either side of a column border
+        return sum(columns) + gap * (len(columns) - 1)
+
+    def layout(self, width: int) -> tuple[list[int], int]:
+        """The columns shown (in order) and the name column's width, for ``width`` cells."""
+        keep = list(range(len(self.columns)))
+        name = self._natural(0)
+        floor = min(name, NAME_FLOOR)
+        droppable = sorted(
+            (i for i in keep if self.columns[i].rank > 0),
+            key=lambda i: (self.columns[i].rank, i),
+        )
+        while self._width(keep, floor) > width and droppable:
+            keep.remove(droppable.pop())
+        spare = width - self._width(keep, floor)
+        return keep, max(min(name, floor + spare), min(name, 8))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        keep, name_width = self.layout(options.max_width)
+        needed = self._width(keep, name_width)
+        table = self._build(keep, name_width)
+        yield table if needed <= options.max_width else _Wide(table, needed)
+
+
+class _Wide:
+    """A table rendered at its own width when the console is narrower: nothing is cut."""
+
+    def __init__(self, table: Table, width: int) -> None:
+        self.table = table
+        self.width = width
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from console.render(self.table, options.update_width(self.width))
+
+
 ENDPOINT_COLUMNS = (
-    "endpoint",
-    "active",
-    "int.peak",
-    "peak",
-    "total",
-    "failed",
-    "cancelled",
-    "avg ms",
-    "max ms",
+    Column("endpoint", 0),
+    Column("active", 0),
+    Column("peak ivl", 1),
+    Column("peak ever", 4),
+    Column("total", 2),
+    Column("failed", 3),
+    Column("cancelled", 5),
+    Column("avg ms", 7),
+    Column("max ms", 6),
 )
+"""The endpoint table's columns, in display order; ranks say which go first when narrow."""
+
+PID_COLUMN = Column("pid", 0)
 
 
-def _endpoint_cells(name: Text, e: EndpointStats, t: Thresholds) -> list[Text]:
+def _endpoint_cells(name: Text, e: EndpointStats, t: Thresholds, bound: Bounds) -> list[Text]:
     return [
         name,
         Text(str(e.active), style=_active_style(e.active, t)),
-        Text(str(e.interval_peak)),
-        Text(str(e.peak)),
+        Text(_peak(e.interval_peak, bound.interval_peak)),
+        Text(_peak(e.peak, bound.peak)),
         Text(str(e.total)),
         Text(str(e.failed), style=_count_style(e.failed, CRIT)),
         Text(str(e.cancelled), style=_count_style(e.cancelled, WARN)),
@@ -193,16 +369,37 @@ def _endpoint_cells(name: Text, e: EndpointStats, t: Thresholds) -> list[Text]:
     ]
 
 
-def _rows(snapshot: Snapshot) -> list[tuple[str, EndpointStats]]:
-    rows: list[tuple[str, EndpointStats]] = []
-    sections: tuple[tuple[str, Mapping[str, EndpointStats]], ...] = (
-        ("", snapshot.endpoints),
-        ("ws ", snapshot.websockets),
-        ("bg ", snapshot.background),
-    )
-    for prefix, items in sections:
+@dataclass(frozen=True)
+class Bounds:
+    """Which peaks of a row are sums over several workers (shown as ``≤N``)."""
+
+    interval_peak: bool = False
+    peak: bool = False
+
+    @classmethod
+    def over(cls, parts: Sequence[EndpointStats | Snapshot]) -> Bounds:
+        return cls(_summed(p.interval_peak for p in parts), _summed(p.peak for p in parts))
+
+
+_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("", "endpoints"),
+    ("ws ", "websockets"),
+    ("bg ", "background"),
+)
+
+
+def _section(snapshot: Snapshot, attribute: str) -> Mapping[str, EndpointStats]:
+    items: Mapping[str, EndpointStats] = getattr(snapshot, attribute)
+    return items
+
+
+def _rows(snapshot: Snapshot) -> list[tuple[str, str, str, EndpointStats]]:
+    """(prefix, section, name, stats) in display order: busiest first within each section."""
+    rows: list[tuple[str, str, str, EndpointStats]] = []
+    for prefix, attribute in _SECTIONS:
+        items = _section(snapshot, attribute)
         ordered = sorted(items.items(), key=lambda kv: (-kv[1].active, -kv[1].total, kv[0]))
-        rows += [(prefix + name, stats) for name, stats in ordered]
+        rows += [(prefix, attribute, name, stats) for name, stats in ordered]
     return rows
 
 
@@ -211,34 +408,56 @@ def endpoint_table(
     t: Thresholds,
     terminal: bool,
     per_worker: Sequence[Snapshot] = (),
-) -> Table:
-    """One row per endpoint (WebSockets as ``ws``, background tasks as ``bg``)."""
+    workers: Sequence[Snapshot] = (),
+) -> FittedTable:
+    """One row per endpoint (WebSockets as ``ws``, background tasks as ``bg``).
+
+    ``workers`` are the live workers summed into ``total``: a peak more than one of them
+    contributed to is marked as an upper bound. ``per_worker`` adds their rows under each.
+    """
+    live = workers or per_worker
     if per_worker:
-        table = _table(terminal, ENDPOINT_COLUMNS[0], "pid", *ENDPOINT_COLUMNS[1:])
-        for name, stats in _rows(total):
-            cells = _endpoint_cells(Text(name), stats, t)
-            table.add_row(cells[0], Text("all", style=DIM), *cells[1:])
-            for worker in per_worker:
-                for wname, wstats in _rows(worker):
-                    if wname == name:
-                        cells = _endpoint_cells(Text("  " + name, style=DIM), wstats, t)
-                        table.add_row(cells[0], Text(str(worker.pid)), *cells[1:])
-        return table
-    table = _table(terminal, *ENDPOINT_COLUMNS)
-    for name, stats in _rows(total):
-        table.add_row(*_endpoint_cells(Text(name), stats, t))
+        table = FittedTable(terminal, ENDPOINT_COLUMNS[0], PID_COLUMN, *ENDPOINT_COLUMNS[1:])
+    else:
+        table = FittedTable(terminal, *ENDPOINT_COLUMNS)
+    for prefix, attribute, name, stats in _rows(total):
+        parts = [_section(w, attribute)[name] for w in live if name in _section(w, attribute)]
+        cells = _endpoint_cells(shown_name(prefix + name), stats, t, Bounds.over(parts))
+        if not per_worker:
+            table.add_row(*cells)
+            continue
+        table.add_row(cells[0], Text("all", style=DIM), *cells[1:])
+        for worker in per_worker:
+            wstats = _section(worker, attribute).get(name)
+            if wstats is not None:
+                cells = _endpoint_cells(shown_name("  " + prefix + name, DIM), wstats, t, Bounds())
+                table.add_row(cells[0], Text(str(worker.pid)), *cells[1:])
     return table
 
 
-def queue_table(total: Snapshot, t: Thresholds, terminal: bool) -> Table | None:
+QUEUE_COLUMNS = (
+    Column("queue", 0),
+    Column("depth", 0),
+    Column("peak ivl", 1),
+    Column("waited", 2),
+    Column("avg wait ms", 4),
+    Column("max wait ms", 3),
+)
+"""A queue's ``peak`` is its highest depth since the previous report: the interval peak."""
+
+
+def queue_table(
+    total: Snapshot, t: Thresholds, terminal: bool, workers: Sequence[Snapshot] = ()
+) -> FittedTable | None:
     if not total.queues:
         return None
-    table = _table(terminal, "queue", "depth", "peak", "waited", "avg wait ms", "max wait ms")
+    table = FittedTable(terminal, *QUEUE_COLUMNS)
     for name, q in sorted(total.queues.items()):
+        bound = _summed(w.queues[name].peak for w in workers if name in w.queues)
         table.add_row(
-            Text(name),
+            shown_name(name),
             Text(str(q.depth), style=_queue_style(q.depth, t)),
-            Text(str(q.peak)),
+            Text(_peak(q.peak, bound)),
             Text(str(q.waited)),
             Text(_ms(q.wait_avg_ms)),
             Text(_ms(q.wait_max_ms)),
@@ -246,32 +465,34 @@ def queue_table(total: Snapshot, t: Thresholds, terminal: bool) -> Table | None:
     return table
 
 
+WORKER_COLUMNS = (
+    Column("pid", 0),
+    Column("active", 0),
+    Column("peak ivl", 1),
+    Column("peak ever", 6),
+    Column("total", 2),
+    Column("failed", 3),
+    Column("cancelled", 7),
+    Column("queue", 4),
+    Column("cpu %", 8),
+    Column("memory MB", 9),
+    Column("threads", 10),
+    Column("age", 5),
+)
+
+
 def worker_table(
     workers: Sequence[Snapshot], total: Snapshot, t: Thresholds, terminal: bool, now: datetime
-) -> Table:
-    table = _table(
-        terminal,
-        "pid",
-        "active",
-        "int.peak",
-        "peak",
-        "total",
-        "failed",
-        "cancelled",
-        "queue",
-        "cpu %",
-        "memory MB",
-        "threads",
-        "age",
-    )
+) -> FittedTable:
+    table = FittedTable(terminal, *WORKER_COLUMNS)
 
-    def cells(s: Snapshot, label: str, age: str) -> list[Text]:
+    def cells(s: Snapshot, label: str, age: str, bound: Bounds) -> list[Text]:
         sy = s.system
         return [
             Text(label),
             Text(str(s.active), style=_active_style(s.active, t)),
-            Text(str(s.interval_peak)),
-            Text(str(s.peak)),
+            Text(_peak(s.interval_peak, bound.interval_peak)),
+            Text(_peak(s.peak, bound.peak)),
             Text(str(s.total)),
             Text(str(s.failed), style=_count_style(s.failed, CRIT)),
             Text(str(s.cancelled), style=_count_style(s.cancelled, WARN)),
@@ -284,14 +505,14 @@ def worker_table(
 
     for s in workers:
         age = _duration((now - parse_timestamp(s.timestamp)).total_seconds())
-        table.add_row(*cells(s, str(s.pid), age))
-    table.add_row(*cells(total, "sum", ""), style="bold")
+        table.add_row(*cells(s, str(s.pid), age, Bounds()))
+    table.add_row(*cells(total, "sum", "", Bounds.over(workers)), style="bold")
     return table
 
 
 def footer(total: Snapshot | None, info: Footer) -> Text:
     now = info.now or datetime.now(UTC)
-    text = Text(f"source {info.source}", style=DIM)
+    text = shown_name(f"source {info.source}", DIM)
     if total is not None:
         age = (now - parse_timestamp(total.timestamp)).total_seconds()
         style = WARN if age > 3 * max(total.interval_s, 1.0) else DIM
@@ -318,12 +539,17 @@ def view(
     if total is None:
         return Group(Text("no report yet", style=DIM), footer(None, info))
     now = info.now or datetime.now(UTC)
-    parts: list[RenderableType] = [header(total, len(workers), t), Text("")]
-    parts.append(endpoint_table(total, t, terminal, workers if per_worker else ()))
-    queues = queue_table(total, t, terminal)
+    parts: list[RenderableType] = [header(total, workers, t), Text("")]
+    parts.append(endpoint_table(total, t, terminal, workers if per_worker else (), workers))
+    queues = queue_table(total, t, terminal, workers)
     if queues is not None:
         parts += [Text(""), queues]
     if per_worker:
         parts += [Text(""), worker_table(workers, total, t, terminal, now)]
+    if any(
+        _summed(figures)
+        for figures in zip(*((w.interval_peak, w.peak, w.queue_peak) for w in workers), strict=True)
+    ):
+        parts += [Text(""), Text(BOUND_NOTE, style=DIM)]
     parts += [Text(""), footer(total, info)]
     return Group(*parts)

@@ -23,7 +23,9 @@ def test_show_prints_totals_and_one_row_per_endpoint(log_file: Path) -> None:
     result = run("show", str(log_file))
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("Active 3/4  Interval peak 4  Total 9  Completed 6  Failed 1")
+    assert lines[0].startswith(
+        "Active 3  Peak this interval 4  Peak ever 4  Total 9  Completed 6  Failed 1"
+    )
     row = next(line for line in lines if line.startswith("/chat/completions"))
     assert row.split() == ["/chat/completions", "3", "3", "3", "8", "1", "0", "0.0", "0.0"]
     assert any(line.startswith("/health") for line in lines)
@@ -51,7 +53,7 @@ def test_per_worker_shows_each_pid_and_the_sum(tmp_path: Path) -> None:
     out = run("show", str(path), "--per-worker").stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert rows["101"][1] == "2" and rows["202"][1] == "5" and rows["sum"][1] == "7"
-    assert out.splitlines()[0].startswith("Active 7/9")
+    assert out.splitlines()[0].startswith("Active 7  Peak this interval \u22649  Peak ever \u22649")
 
 
 def test_export_json_of_the_log_equals_the_jsonl_sinks_own_line(
@@ -246,7 +248,7 @@ def test_show_names_requests_still_before_routing(tmp_path: Path) -> None:
     path = write(tmp_path / "r.log", [monitor.report_snapshot()])
     out = run("show", str(path)).stdout
     assert "Routing 2" in out
-    assert out.splitlines()[0].startswith("Active 2/2")
+    assert out.splitlines()[0].startswith("Active 2  Peak this interval 2  Peak ever 2")
     for ticket in held:
         ticket.finish()
 
@@ -262,4 +264,4 @@ def test_show_names_requests_lost_in_a_worker_that_went(tmp_path: Path) -> None:
     )
     out = run("show", str(path)).stdout
     assert "Lost 7" in out
-    assert out.splitlines()[0].startswith("Active 1/")
+    assert out.splitlines()[0].startswith("Active 1  Peak this interval ")
