@@ -108,7 +108,7 @@ def test_json_path_serves_the_given_monitor() -> None:
     monitor = ConcurrencyMonitor()
     monitor.begin("/held")
     endpoints = MachineEndpoints(AdapterOptions(json_path="/stats"), lambda: monitor)
-    assert endpoints.paths == {"/stats"}
+    assert endpoints.paths == {"/stats", "/stats/workers"}
     reply = endpoints.answer("/stats", "GET", "127.0.0.1", None, None)
     assert reply.status == 200
     assert ("Content-Type", "application/json") in reply.headers
