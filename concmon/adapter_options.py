@@ -187,7 +187,17 @@ class AdapterOptions(BaseModel):
         "client addresses or networks such as 127.0.0.1, ::1 or 10.0.0.0/8, as a list or "
         "comma-separated",
         "Client addresses allowed on the JSON and metrics paths (403 otherwise); an IPv4 "
-        "client seen as `::ffff:a.b.c.d` is matched as `a.b.c.d`.",
+        "client seen as `::ffff:a.b.c.d` is matched as `a.b.c.d`. A request carrying "
+        "`Forwarded`, `X-Forwarded-For` or `X-Real-IP` is refused unless "
+        "`metrics_allow_forwarded`.",
+    )
+    metrics_allow_forwarded: Flag = option(
+        False,
+        "true or false",
+        "Behind a proxy: judge `metrics_allow` by the client address the server took from the "
+        "proxy's forwarding header (uvicorn's `--forwarded-allow-ips`, werkzeug's `ProxyFix`), "
+        "trusting it. Off: any request with a forwarding header is refused, since the server "
+        "may have taken its address from a header the client forged.",
     )
 
     @property

@@ -1,7 +1,9 @@
 """The machine endpoints every adapter serves: the live snapshot as JSON and the Prometheus page.
 
 The adapters answer these paths themselves, before counting, and must answer them alike: GET
-and HEAD only, then the client address against ``metrics_allow``, then the bearer token against
+and HEAD only, then the client address against ``metrics_allow`` (a request carrying a
+forwarding header is refused unless ``metrics_allow_forwarded`` trusts the proxy: the address a
+server hands over may already be the one such a header claims), then the bearer token against
 ``metrics_token``, then the body. All of that is decided here, with no web framework imported,
 and comes back as one :class:`Answer`; an adapter only turns it into its protocol's messages,
 so the ASGI and the WSGI adapter cannot disagree on who gets in or what they are told.
@@ -33,6 +35,11 @@ Headers = tuple[tuple[str, str], ...]
 METHODS: Final = ("GET", "HEAD")
 TEXT: Final = "text/plain; charset=utf-8"
 JSON: Final = "application/json"
+
+FORWARDING_HEADERS: Final = ("forwarded", "x-forwarded-for", "x-real-ip")
+"""Headers by which a proxy names the client it forwards, lower case. uvicorn (and werkzeug's
+``ProxyFix``) may have replaced the client address with their value before concmon sees it, and
+a client can send them itself, so the allow-list never rests on them unless told to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +112,28 @@ def refusal(
     authorization: str | None,
     allow: tuple[IPNetwork, ...] | None,
     token: str | None,
+    *,
+    forwarded_by: str | None = None,
+    allow_forwarded: bool = False,
 ) -> Answer | None:
-    """The 405, 403 or 401 answer a request gets, in that order of checks; None if it may in."""
+    """The 405, 403 or 401 answer a request gets, in that order of checks; None if it may in.
+
+    ``forwarded_by`` names a forwarding header the request carries (one of
+    :data:`FORWARDING_HEADERS`). With an allow-list and ``allow_forwarded`` off, such a request
+    is refused whatever its address: the address may be the header's claim, and a claim must
+    never widen who gets in. ``allow_forwarded`` judges the address handed over as it is,
+    trusting the server's proxy settings to have rewritten it only for a real proxy.
+    """
     head = method == "HEAD"
     if method not in METHODS:
         return answer(405, b"Method Not Allowed\n", TEXT, (("Allow", "GET, HEAD"),))
+    if allow is not None and forwarded_by is not None and not allow_forwarded:
+        body = (
+            f"Forbidden: the request carries a {forwarding_name(forwarded_by)} header and "
+            "metrics_allow judges only direct clients; set metrics_allow_forwarded=True to "
+            "trust the proxy's client address\n"
+        )
+        return answer(403, body.encode(), TEXT, head=head)
     if allow is not None and not client_allowed(client, allow):
         return answer(403, b"Forbidden: client address not allowed\n", TEXT, head=head)
     if token is not None and not token_matches(authorization, token):
@@ -121,6 +145,16 @@ def refusal(
             head=head,
         )
     return None
+
+
+def forwarding_name(header: str) -> str:
+    """A forwarding header's usual spelling (``X-Forwarded-For``) for a message."""
+    return "-".join(part.capitalize() if part != "ip" else "IP" for part in header.split("-"))
+
+
+def forwarding_header(names: Iterable[str]) -> str | None:
+    """The first of ``names`` (header names in lower case) that is a forwarding header."""
+    return next((name for name in names if name in FORWARDING_HEADERS), None)
 
 
 def load_exporter(adapter: str) -> ModuleType:
@@ -165,6 +199,7 @@ class MachineEndpoints:
         )
         self._allow = options.metrics_allow
         self._token = options.metrics_token
+        self._allow_forwarded = options.metrics_allow_forwarded
         self._monitor = monitor
         self._exporter = load_exporter(options.adapter) if options.prometheus else None
         self._sampler = SystemSampler()
@@ -187,9 +222,20 @@ class MachineEndpoints:
         client: str | None,
         authorization: str | None,
         accept: str | None,
+        *,
+        forwarded_by: str | None = None,
     ) -> Answer:
-        """The answer to ``method path`` from ``client`` (one of :attr:`paths`)."""
-        refused = refusal(method, client, authorization, self._allow, self._token)
+        """The answer to ``method path`` from ``client`` (one of :attr:`paths`);
+        ``forwarded_by`` names a forwarding header the request carries (see :func:`refusal`)."""
+        refused = refusal(
+            method,
+            client,
+            authorization,
+            self._allow,
+            self._token,
+            forwarded_by=forwarded_by,
+            allow_forwarded=self._allow_forwarded,
+        )
         if refused is not None:
             return refused
         head = method == "HEAD"
@@ -244,10 +290,13 @@ def switched_off_json() -> bytes:
 
 
 __all__ = [
+    "FORWARDING_HEADERS",
     "Answer",
     "MachineEndpoints",
     "answer",
     "client_allowed",
+    "forwarding_header",
+    "forwarding_name",
     "load_exporter",
     "refusal",
     "switched_off_json",

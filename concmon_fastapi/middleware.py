@@ -11,6 +11,7 @@ straight through.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -31,7 +32,7 @@ from concmon import (
     release_monitor,
 )
 from concmon.adapter_options import FailedStatus
-from concmon.endpoints import TEXT, Answer, MachineEndpoints, answer
+from concmon.endpoints import TEXT, Answer, MachineEndpoints, answer, forwarding_header
 from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate, ClientWatch, Verdict
 from concmon_fastapi.options import Options, Scope
@@ -437,8 +438,9 @@ class ConcMonMiddleware:
         if not self._state.started:
             self._monitor()
         client = scope.get("client")
+        names = (bytes(k).decode("latin-1").lower() for k, _ in scope.get("headers", ()))
         reply = await anyio.to_thread.run_sync(
-            self._state.endpoints.answer,
+            functools.partial(self._state.endpoints.answer, forwarded_by=forwarding_header(names)),
             scope["path"],
             scope["method"],
             client[0] if client else None,

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from concmon import UNMATCHED, ConcurrencyMonitor, Outcome, Ticket, get_monitor, outcome_for
-from concmon.endpoints import MachineEndpoints
+from concmon.endpoints import MachineEndpoints, forwarding_header
 from concmon_flask.options import Options
 
 if TYPE_CHECKING:
@@ -259,6 +259,9 @@ class ConcMonWSGIMiddleware:
             environ.get("REMOTE_ADDR"),
             environ.get("HTTP_AUTHORIZATION"),
             environ.get("HTTP_ACCEPT"),
+            forwarded_by=forwarding_header(
+                k[5:].lower().replace("_", "-") for k in environ if k[:5] == "HTTP_"
+            ),
         )
         start_response(reply.status_line, list(reply.headers))
         return [reply.body]
