@@ -48,7 +48,17 @@ def _env(directory: Path, write_interval: str = "1") -> dict[str, str]:
 
 
 def _scrape(base: str) -> Samples:
-    return parse(httpx.get(f"{base}/metrics", timeout=10).text)
+    """One scrape; a worker retiring just as it takes the scrape resets it, so ask again."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return parse(
+                httpx.get(f"{base}/metrics", timeout=10, headers={"Connection": "close"}).text
+            )
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _wait_for(check: Callable[[], bool], what: str) -> None:
@@ -76,9 +86,8 @@ def test_recycled_workers_hand_every_request_to_the_next_scrape(directory: Path)
         base = f"http://{HOST}:{port}"
         pids = set()
         served = 0
-        for _ in range(sent * 2):
-            if served == sent:
-                break
+        deadline = time.monotonic() + WAIT_S
+        while served < sent and time.monotonic() < deadline:
             # A new connection each time, so a worker that retires takes no keep-alive with it.
             try:
                 response = httpx.get(f"{base}/work", timeout=10, headers={"Connection": "close"})
