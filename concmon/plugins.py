@@ -24,15 +24,17 @@ import time
 import weakref
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from concmon import hookspecs
 from concmon.delivery import Delivery, SinkWorker
 from concmon.monitor import ConcurrencyMonitor
-from concmon.settings import Settings
 from concmon.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from concmon.settings import Settings
 
 logger = logging.getLogger("concmon")
 

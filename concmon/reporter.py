@@ -21,12 +21,15 @@ import logging
 import threading
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 from concmon import plugins as plugin_hosts
 from concmon.monitor import ConcurrencyMonitor
 from concmon.plugins import PluginHost
 from concmon.snapshot import Snapshot, SystemStats
-from concmon.system import SystemSampler
+
+if TYPE_CHECKING:
+    from concmon.system import SystemSampler
 
 logger = logging.getLogger("concmon")
 

@@ -15,14 +15,17 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from concmon.monitor import ConcurrencyMonitor, outcome_for
 from concmon.plugins import PluginHost
 from concmon.reporter import FORK_WAIT_S, Reporter
-from concmon.settings import ConfigError, Settings, load_settings
 from concmon.snapshot import Snapshot
-from concmon.system import SystemSampler
+
+if TYPE_CHECKING:
+    # pydantic-settings is imported when settings are first read, not by `import concmon`.
+    from concmon.settings import Settings
+    from concmon.system import SystemSampler
 
 logger = logging.getLogger("concmon")
 
@@ -60,6 +63,8 @@ def _settings(**overrides: Any) -> Settings:
     uncounted, and the line names the variable and what it accepts. ``CONCMON_STRICT=1``
     raises the :class:`ConfigError` instead.
     """
+    from concmon.settings import ConfigError, Settings, load_settings
+
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
@@ -99,6 +104,12 @@ def get_runtime() -> Runtime | None:
     return _runtime
 
 
+def _system_sampler() -> SystemSampler:
+    from concmon.system import SystemSampler
+
+    return SystemSampler()
+
+
 def _configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.effective_log_level.upper())
     logger.setLevel(level)
@@ -135,7 +146,7 @@ def init_monitor(
             monitor = _monitor = _new_monitor(settings)
         monitor.enabled = settings.enabled
         plugins = PluginHost(settings, monitor)
-        sampler = SystemSampler() if settings.system_metrics else None
+        sampler = _system_sampler() if settings.system_metrics else None
         reporter = Reporter(
             monitor, plugins, settings.update_interval, sampler, settings.shutdown_timeout
         )

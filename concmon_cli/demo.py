@@ -26,6 +26,7 @@ from rich.text import Text
 from concmon.host import HostView
 from concmon.snapshot import Snapshot
 from concmon_cli.errors import CliError
+from concmon_cli.extras import require
 from concmon_cli.render import Footer, Thresholds, view
 from concmon_cli.sources import UrlSource
 
@@ -168,6 +169,7 @@ def run_demo(
     error_rate: float = 0.05,
 ) -> LoadStats:
     """Serve, load, draw; returns what the clients saw. Ctrl-C ends it early, cleanly."""
+    require("concmon-cli demo", "cli", "uvicorn", "fastapi", "httpx")
     import uvicorn
 
     from concmon_cli._launch import wrap

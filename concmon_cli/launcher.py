@@ -25,6 +25,7 @@ import click
 from concmon.settings import ConfigError, Settings, load_settings
 from concmon_cli import _launch
 from concmon_cli.errors import CliError
+from concmon_cli.extras import require
 
 PROG = "concmon-cli run"
 
@@ -139,6 +140,7 @@ def start_block(
 
 def serve(config: LaunchConfig) -> None:
     """Set the environment, check the app, say how it is served, run uvicorn until stopped."""
+    require("concmon-cli run", "fastapi", "uvicorn", "starlette")
     import uvicorn
 
     if ":" not in config.app:

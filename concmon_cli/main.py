@@ -297,7 +297,7 @@ def history(
 
 @cli.group()
 def export() -> None:
-    """Snapshots for dashboards and scripts (json) or Prometheus (prometheus)."""
+    """Snapshots for dashboards and scripts (json), Prometheus (prometheus), a Grafana dashboard."""
 
 
 @export.command("json")
@@ -413,6 +413,41 @@ def export_prometheus(
     except OSError as exc:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
     return EXIT_OK
+
+
+@export.command("grafana")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write to this file atomically instead of stdout.",
+)
+def export_grafana(*, output: str | None) -> int:
+    """The Grafana dashboard for the Prometheus metrics, as JSON to import (docs/exporters.md)."""
+    from importlib.resources import files
+
+    text = files("concmon.exporters").joinpath("grafana-dashboard.json").read_text("utf-8")
+    if output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    _write_atomically(output, text)
+    return EXIT_OK
+
+
+def _write_atomically(output: str, text: str) -> None:
+    """``text`` into ``output`` under a temporary name, then renamed: readers never see half."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(output)
+    try:
+        fd, temp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, target)
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from concmon.logformat import ReportAssembler
 from concmon.snapshot import WORKERS_SCHEMA, WORKERS_SUFFIX, Snapshot, SnapshotFormatError
 from concmon_cli.durations import parse_timestamp
 from concmon_cli.errors import CliError
+from concmon_cli.extras import require
 from concmon_cli.tail import Follower, reverse_lines
 
 Kind = Literal["auto", "log", "jsonl"]
@@ -349,6 +350,7 @@ class UrlSource:
         self.label = url
 
     def _get(self, url: str) -> Any:
+        require("reading a URL", "cli", "httpx")
         import httpx
 
         try:

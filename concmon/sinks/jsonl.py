@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from concmon.hookspecs import hookimpl
-from concmon.settings import Settings
 from concmon.sinks.appendfile import AppendFile
 from concmon.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from concmon.settings import Settings
 
 
 def snapshot_line(snapshot: Snapshot) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from concmon.hookspecs import hookimpl
 from concmon.logformat import format_report
-from concmon.settings import Settings
 from concmon.sinks.appendfile import AppendFile
 from concmon.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from concmon.settings import Settings
 
 
 class LogFileSink:

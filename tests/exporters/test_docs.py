@@ -16,7 +16,7 @@ from concmon.exporters.prometheus import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "exporters.md"
-DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
+DASHBOARD = ROOT / "concmon" / "exporters" / "grafana-dashboard.json"
 
 
 def _doc_promql() -> list[str]:
