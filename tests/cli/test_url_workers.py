@@ -23,14 +23,21 @@ WAIT_S = 60.0
 
 
 def _host_adds_up(source: UrlSource, sent: int) -> HostView:
-    """The per-worker answer once every worker has published what it served (bounded)."""
+    """The per-worker answer once every worker has published what it served (bounded): the
+    other workers' figures are as they last wrote them, so wait until polls answered by any
+    worker agree, several in a row."""
     deadline = time.monotonic() + WAIT_S
+    agreeing = 0
     while True:
         host = source.host()
         assert host is not None
         total = host.total()
         if total is not None and total.completed == sent and len(host.live()) == WORKERS:
-            return host
+            agreeing += 1
+            if agreeing == 3 * WORKERS:
+                return host
+        else:
+            agreeing = 0
         if time.monotonic() > deadline:
             pytest.fail(f"the host never added up to {sent}: {total}")
         time.sleep(0.1)
@@ -44,7 +51,11 @@ def test_every_poll_of_a_url_behind_four_workers_shows_all_of_them(tmp_path: Pat
         sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker",
         "-w", str(WORKERS), "-b", f"{HOST}:{port}", "tests.cli.url_app:app",
     ]  # fmt: skip
-    env = {"CONCMON_PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"), "PYTHONWARNINGS": "ignore"}
+    env = {
+        "CONCMON_PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
+        "CONCMON_PROMETHEUS_WRITE_INTERVAL": "0.2",
+        "PYTHONWARNINGS": "ignore",
+    }
     with server_process(argv, port, env=env, cwd=ROOT):
         base = f"http://{HOST}:{port}"
         source = UrlSource(f"{base}/concurrency")
