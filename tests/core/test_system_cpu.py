@@ -36,9 +36,11 @@ def _burn_cpu(seconds: float) -> None:
 def test_a_sample_right_after_another_gives_no_cpu_figure() -> None:
     """Two samples milliseconds apart: the second's CPU percent is None, not a figure made
     from a tick or two, and the other figures are still read."""
-    sampler = SystemSampler()
+    clock = FakeClock()  # the window is what the clock says, however slow the machine is
+    sampler = SystemSampler(clock)
     sampler.sample()
-    _burn_cpu(0.02)  # a tick or two of CPU inside a window far shorter than MIN_CPU_WINDOW
+    _burn_cpu(0.02)  # a tick or two of real CPU time...
+    clock.advance(MIN_CPU_WINDOW / 10)  # ...inside a window far shorter than MIN_CPU_WINDOW
     quick = sampler.sample()
     assert quick.cpu_percent is None
     assert quick.memory_mb is not None and quick.threads is not None
