@@ -23,6 +23,7 @@ from rich.text import Text
 
 from concmon.snapshot import EndpointStats, Snapshot
 from concmon_cli.durations import parse_timestamp
+from concmon_cli.wording import counted
 
 WARN = "yellow"
 CRIT = "bold red"
@@ -297,9 +298,9 @@ def footer(total: Snapshot | None, info: Footer) -> Text:
         style = WARN if age > 3 * max(total.interval_s, 1.0) else DIM
         text.append(f"  report {total.timestamp} ({_duration(age)} ago)", style=style)
     if info.skipped:
-        text.append(f"  {info.skipped} unreadable lines skipped", style=WARN)
+        text.append(f"  {counted(info.skipped, 'unreadable line')} skipped", style=WARN)
     if info.gone:
-        text.append(f"  {info.gone} workers gone (their totals kept)", style=DIM)
+        text.append(f"  {counted(info.gone, 'worker')} gone (their totals kept)", style=DIM)
     if info.status:
         text.append(f"  {info.status}", style=WARN)
     return text
