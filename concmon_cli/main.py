@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -73,8 +73,17 @@ class ConcmonGroup(click.Group):
             _reader_gone()
         sys.exit(result if isinstance(result, int) else EXIT_OK)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # Here rather than in main: click turns a closed pipe into exit 1 before main sees it.
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _reader_gone()
 
-def _reader_gone() -> None:
+
+def _reader_gone() -> NoReturn:
     """The reader of stdout (head, grep -m) has seen enough: exit 0 quietly, as Unix tools do.
 
     What is still buffered would fail again when the interpreter flushes stdout at exit, so

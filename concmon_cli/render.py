@@ -9,6 +9,7 @@ for a threshold reached, red for a critical one or for failures; without a termi
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,15 @@ class Footer:
     now: datetime | None = None
 
 
+class _PipedConsole(Console):
+    """A console that leaves a closed pipe to the command (exit 0, as Unix tools do) instead
+    of rich's own answer (exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe")
+
+
 def make_console(
     file: IO[str] | None = None, *, no_color: bool = False, width: int | None = None
 ) -> Console:
@@ -58,7 +68,7 @@ def make_console(
     terminal = out.isatty()
     if not terminal and width is None:
         width = 200  # a pipe or a file: never wrap or truncate an endpoint name
-    return Console(
+    return _PipedConsole(
         file=out,
         force_terminal=terminal,
         no_color=no_color or bool(os.environ.get("NO_COLOR")),
