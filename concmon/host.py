@@ -30,6 +30,11 @@ from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
 STALE_INTERVALS: Final = 3.0
 """A worker silent for this many of its own report intervals is taken to be gone."""
 
+SHORTEST_INTERVAL_S: Final = 1.0
+"""The stale window counts a report as covering at least this long: the report a worker makes
+as it starts (and the final one) cover only a moment, and must not make it look gone while the
+other workers start."""
+
 GONE_KEPT: Final = 1024
 """Gone workers a :class:`HostView` keeps one by one (a late report may still revive one);
 older ones are folded into one total of their counters, so recycling never grows the view."""
@@ -404,7 +409,7 @@ class HostView:
         if self.stale_intervals is None or newest is None:
             return
         for key, process in list(self._live.items()):
-            window = self.stale_intervals * max(process.latest.interval_s, 0.001)
+            window = self.stale_intervals * max(process.latest.interval_s, SHORTEST_INTERVAL_S)
             if process.instant < newest - timedelta(seconds=window):
                 del self._live[key]
                 self._retire(key, process)

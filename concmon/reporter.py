@@ -1,9 +1,10 @@
 """The background reporter: one snapshot per interval, handed to every sink.
 
 It runs on a daemon thread so that nothing slow (psutil, formatting, file or network I/O,
-plugin code) ever happens on the request path. Ticks are scheduled on a fixed grid from the
-start time, so the interval does not drift by the time a report takes; a tick missed because a
-sink was slow is skipped, not made up in a burst.
+plugin code) ever happens on the request path. The first report is made as soon as the thread
+starts, so a reader (``concmon-cli watch``) sees the app at once rather than one interval later;
+the following ticks are on a fixed grid from that start, so the interval does not drift by the
+time a report takes; a tick missed because a sink was slow is skipped, not made up in a burst.
 
 Sinks are called on threads of their own (``concmon.delivery``): a report waits for a sink only
 up to a bound, so a sink that blocks delays only itself, and :meth:`Reporter.stop` finishes
@@ -69,6 +70,8 @@ class Reporter:
         self.sampler = sampler
         self.shutdown_timeout = shutdown_timeout
         self.reports = 0
+        self.reported_at_start = threading.Event()
+        """Set once the thread's first report (made as it starts) reached the sinks or failed."""
         self._stop = threading.Event()
         self._report_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -107,12 +110,13 @@ class Reporter:
             return snapshot
 
     def _run(self) -> None:
-        next_at = time.monotonic() + self.interval
+        next_at = time.monotonic()  # the start report: due at once
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
             try:
                 self.report_now()
             except Exception:
                 logger.exception("concmon: a report failed; reporting goes on")
+            self.reported_at_start.set()
             next_at = next_tick(next_at, time.monotonic(), self.interval)
 
     def stop(self, timeout: float | None = None) -> Snapshot:

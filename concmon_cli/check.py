@@ -1,4 +1,9 @@
-"""Thresholds for alerting: which figures of the latest report crossed a limit.
+"""Thresholds for alerting: the state of the latest report, as a monitoring plugin says it.
+
+The exit codes and the status line follow the Nagios plugin convention that Icinga, Sensu,
+Zabbix agents and most health checkers read: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line
+``STATE - text | perfdata`` where perfdata is ``label=value[UOM];warn;crit;min;max`` items
+separated by spaces, so graphers can plot each figure with its thresholds.
 
 The failure rate is taken over the last interval (the difference between each worker's two
 latest reports) when the source holds two reports per worker, and over the process lifetime
@@ -8,18 +13,54 @@ otherwise, so a burst of errors an hour ago does not keep an alert firing foreve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from concmon.host import HostView
 from concmon.snapshot import Snapshot
-from concmon_cli.errors import CliError
+from concmon_cli.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, CliError
+
+State = Literal["OK", "WARNING", "CRITICAL", "UNKNOWN"]
+EXIT_CODES: Final[dict[State, int]] = {
+    "OK": EXIT_OK,
+    "WARNING": EXIT_WARNING,
+    "CRITICAL": EXIT_CRITICAL,
+    "UNKNOWN": EXIT_UNKNOWN,
+}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Above ``warn`` is a warning, above ``crit`` critical; ``None`` checks nothing."""
+
+    warn: float | None = None
+    crit: float | None = None
+
+    def state(self, value: float | None) -> State:
+        if value is None:
+            return "OK"
+        if self.crit is not None and value > self.crit:
+            return "CRITICAL"
+        if self.warn is not None and value > self.warn:
+            return "WARNING"
+        return "OK"
+
+    def limit(self, state: State) -> float | None:
+        return self.crit if state == "CRITICAL" else self.warn
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_active: int | None = None
-    max_queue: int | None = None
-    max_failed_rate: float | None = None
-    max_loop_lag_ms: float | None = None
+    active: Threshold = Threshold()
+    queue: Threshold = Threshold()
+    failed_rate: Threshold = Threshold()
+    loop_lag_ms: Threshold = Threshold()
+    age_s: Threshold = Threshold()
+
+
+@dataclass(frozen=True)
+class Finding:
+    state: State
+    text: str
 
 
 @dataclass(frozen=True)
@@ -27,28 +68,80 @@ class Verdict:
     total: Snapshot
     failed_rate: float
     rate_scope: str
-    crossed: tuple[str, ...]
+    age_s: float | None
+    limits: Limits
+    findings: tuple[Finding, ...]
+
+    @property
+    def state(self) -> State:
+        states = {f.state for f in self.findings}
+        for state in ("CRITICAL", "WARNING"):
+            if state in states:
+                return state
+        return "OK"
 
     @property
     def ok(self) -> bool:
-        return not self.crossed
+        return self.state == "OK"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.state]
+
+    def with_finding(self, finding: Finding, *, first: bool = False) -> Verdict:
+        findings = (finding, *self.findings) if first else (*self.findings, finding)
+        return Verdict(
+            self.total, self.failed_rate, self.rate_scope, self.age_s, self.limits, findings
+        )
 
     def line(self) -> str:
-        """One status line in the manner of monitoring plugins (``OK - ...`` / ``CRITICAL``)."""
+        """One status line: ``STATE - what | perfdata``."""
         t = self.total
-        lag = "-" if t.system.loop_lag_ms is None else f"{t.system.loop_lag_ms:.1f}ms"
-        figures = (
-            f"active={t.active} queue={t.queue_depth} "
-            f"failed_rate={self.failed_rate:.4f} ({self.rate_scope}) loop_lag={lag}"
-        )
+        state = self.state
+        if state == "OK":
+            lag = "-" if t.system.loop_lag_ms is None else f"{t.system.loop_lag_ms:.1f}ms"
+            text = (
+                f"active={t.active} queue={t.queue_depth} "
+                f"failed_rate={self.failed_rate:.4f} ({self.rate_scope}) loop_lag={lag}"
+            )
+        else:
+            text = "; ".join(
+                f.text if f.state == state else f"{f.text} ({f.state.lower()})"
+                for f in self.findings
+            )
         if t.sink_errors:
             # A failing or stuck sink (one too late for its reports) shows here, so a check
             # reading the files the healthy sinks write still sees it.
             errors = ",".join(f"{name}:{count}" for name, count in sorted(t.sink_errors.items()))
-            figures += f" sink_errors={errors}"
-        if self.ok:
-            return f"OK - {figures}"
-        return f"CRITICAL - {'; '.join(self.crossed)} | {figures}"
+            text += f" sink_errors={errors}"
+        return f"{state} - {text} | {self.perfdata()}"
+
+    def perfdata(self) -> str:
+        t, lim = self.total, self.limits
+        lag = t.system.loop_lag_ms
+        items = [
+            _perf("active", t.active, "", lim.active),
+            _perf("queue", t.queue_depth, "", lim.queue),
+            _perf("failed_rate", round(self.failed_rate, 4), "", lim.failed_rate, top=1),
+            _perf("loop_lag", None if lag is None else round(lag, 1), "ms", lim.loop_lag_ms),
+        ]
+        if self.age_s is not None:
+            items.append(_perf("age", round(self.age_s, 1), "s", lim.age_s))
+        return " ".join(items)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _perf(
+    label: str, value: float | None, uom: str, limit: Threshold, top: float | None = None
+) -> str:
+    """``label=value[UOM];warn;crit;min;max``, empty fields left off the end; ``U`` when the
+    figure is unknown (no loop-lag probe)."""
+    shown = "U" if value is None else f"{value:g}{uom}"
+    fields = [shown, _number(limit.warn), _number(limit.crit), "0", _number(top)]
+    return f"{label}=" + ";".join(fields).rstrip(";")
 
 
 def failed_rate(workers: HostView) -> tuple[float, str]:
@@ -75,17 +168,25 @@ def _host(workers: HostView) -> Snapshot:
     return total
 
 
-def evaluate(workers: HostView, limits: Limits) -> Verdict:
+def evaluate(workers: HostView, limits: Limits, age_s: float | None = None) -> Verdict:
+    """Each figure against its thresholds; ``age_s`` is how old the latest report is."""
     total = _host(workers)
     rate, scope = failed_rate(workers)
-    crossed: list[str] = []
-    if limits.max_active is not None and total.active > limits.max_active:
-        crossed.append(f"active {total.active} > {limits.max_active}")
-    if limits.max_queue is not None and total.queue_depth > limits.max_queue:
-        crossed.append(f"queue {total.queue_depth} > {limits.max_queue}")
-    if limits.max_failed_rate is not None and rate > limits.max_failed_rate:
-        crossed.append(f"failed rate {rate:.4f} > {limits.max_failed_rate:g} ({scope})")
+    findings: list[Finding] = []
+
+    def judge(
+        threshold: Threshold, value: float | None, say: str, unit: str = "", note: str = ""
+    ) -> None:
+        state = threshold.state(value)
+        if state != "OK":
+            limit = _number(threshold.limit(state))
+            findings.append(Finding(state, f"{say} > {limit}{unit}{note}"))
+
+    judge(limits.active, total.active, f"active {total.active}")
+    judge(limits.queue, total.queue_depth, f"queue {total.queue_depth}")
+    judge(limits.failed_rate, rate, f"failed rate {rate:.4f}", note=f" ({scope})")
     lag = total.system.loop_lag_ms
-    if limits.max_loop_lag_ms is not None and lag is not None and lag > limits.max_loop_lag_ms:
-        crossed.append(f"loop lag {lag:.1f}ms > {limits.max_loop_lag_ms:g}ms")
-    return Verdict(total, rate, scope, tuple(crossed))
+    judge(limits.loop_lag_ms, lag, f"loop lag {lag or 0:.1f}ms", "ms")
+    if age_s is not None:
+        judge(limits.age_s, age_s, f"latest report is {age_s:.0f}s old", "s")
+    return Verdict(total, rate, scope, age_s, limits, tuple(findings))

@@ -2,7 +2,8 @@
 
 Every failure a user can cause (a missing file, a bad duration, an unreachable URL) becomes a
 :class:`CliError` with one sentence; ``main`` prints it as one line on stderr and exits with its
-code, so no traceback ever reaches a terminal or a cron mail.
+code, so no traceback ever reaches a terminal or a cron mail. ``check`` speaks the monitoring
+plugins' convention instead (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN), its status on stdout.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 from typing import Final
 
 EXIT_OK: Final = 0
-EXIT_THRESHOLD: Final = 1
-"""``check`` found a figure past its threshold."""
 EXIT_UNREADABLE: Final = 2
 """The source could not be read, held no report, or an argument was invalid."""
 EXIT_INTERRUPTED: Final = 130
+
+EXIT_WARNING: Final = 1
+"""``check``: a figure crossed its ``--warn-*`` threshold."""
+EXIT_CRITICAL: Final = 2
+"""``check``: a figure crossed its ``--max-*`` threshold, or concmon is switched off."""
+EXIT_UNKNOWN: Final = 3
+"""``check``: the source could not be read, or an argument was invalid."""
 
 
 class CliError(Exception):

@@ -7,10 +7,12 @@ usage error, printed as one line on stderr with a documented exit code (docs/cli
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -18,14 +20,16 @@ from concmon.host import STALE_INTERVALS, HostView
 from concmon.sinks.jsonl import snapshot_line
 from concmon_cli.durations import parse_since, parse_span
 from concmon_cli.errors import (
+    EXIT_CRITICAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_THRESHOLD,
+    EXIT_UNKNOWN,
     EXIT_UNREADABLE,
     CliError,
 )
 from concmon_cli.render import Footer, Thresholds, make_console, view
 from concmon_cli.sources import FileSource, Kind, UrlSource, open_source
+from concmon_cli.wording import counted
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROG = "concmon-cli"
@@ -46,21 +50,51 @@ class ConcmonGroup(click.Group):
             result = super().main(
                 args, prog_name or PROG, complete_var, standalone_mode=False, **extra
             )
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
         except CliError as exc:
             _error(str(exc))
             sys.exit(exc.code)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else PROG
-            _error(f"{exc.format_message()} (see '{where} --help')")
+            message = f"{exc.format_message()} (see '{where} --help')"
+            if exc.ctx is not None and exc.ctx.command is check:
+                click.echo(f"UNKNOWN - {message}")  # a monitoring plugin's answer to bad input
+                sys.exit(EXIT_UNKNOWN)
+            _error(message)
             sys.exit(EXIT_UNREADABLE)
         except click.ClickException as exc:
             _error(exc.format_message())
             sys.exit(EXIT_UNREADABLE)
         except click.Abort:
             sys.exit(EXIT_INTERRUPTED)
-        except BrokenPipeError:
-            sys.exit(EXIT_OK)  # the reader (head, grep -m) has seen enough
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _reader_gone()
         sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Here rather than in main: click turns a closed pipe into exit 1 before main sees it.
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _reader_gone()
+
+
+def _reader_gone() -> NoReturn:
+    """The reader of stdout (head, grep -m) has seen enough: exit 0 quietly, as Unix tools do.
+
+    What is still buffered would fail again when the interpreter flushes stdout at exit, so
+    stdout is pointed at /dev/null first (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a file (an in-process runner): nothing will flush it
+    sys.exit(EXIT_OK)
 
 
 def _error(message: str) -> None:
@@ -193,8 +227,9 @@ def watch(
 
     A file that does not exist yet is waited for, and a rotated file is followed.
     """
-    stream = _open(source, kind, stale_intervals).stream(initial=True)
-    label = source or "logs/concmon.log"
+    opened = _open(source, kind, stale_intervals)
+    stream = opened.stream(initial=True)
+    label = opened.label
     console = make_console(no_color=opts["no_color"])
     workers = HostView(stale_intervals)
     thresholds = _thresholds(opts)
@@ -270,7 +305,7 @@ def history(
     """The series over time, with a sparkline per endpoint for active and peak."""
     from concmon_cli.history import history_view, series
 
-    cutoff = parse_since(since) if since is not None else None
+    cutoff = parse_since(since, "--since") if since is not None else None
     opened = _open(source, kind, stale_intervals)
     if not isinstance(opened, FileSource):
         raise CliError("history needs a log or JSON-lines file; a URL only has the present")
@@ -290,7 +325,7 @@ def history(
     console.print(history_view(points, endpoint, console.is_terminal))
     footer = f"source {opened.path}  {len(reports)} reports"
     if skipped:
-        footer += f"  {skipped} unreadable lines skipped"
+        footer += f"  {counted(skipped, 'unreadable line')} skipped"
     console.print(footer, style="dim")
     return EXIT_OK
 
@@ -330,7 +365,7 @@ def export_json(
 
     With several workers the line is their sum (pid 0) unless --per-worker is given.
     """
-    cutoff = parse_since(since) if since is not None else None
+    cutoff = parse_since(since, "--since") if since is not None else None
     opened = _open(source, kind, stale_intervals)
     out = sys.stdout
     written = 0
@@ -350,9 +385,14 @@ def export_json(
     if not follow:
         return EXIT_OK
     stream = opened.stream(initial=False)
+    said_waiting = False
     try:
         while not count or written < count:
-            for snapshot in stream.poll():
+            snapshots = stream.poll()
+            if stream.status is not None and not said_waiting:
+                click.echo(f"{PROG}: {stream.status}", err=True)
+                said_waiting = True
+            for snapshot in snapshots:
                 out.write(snapshot_line(snapshot))
                 written += 1
                 if count and written >= count:
@@ -384,7 +424,7 @@ def export_prometheus(
         from concmon.exporters.prometheus import exposition_from_snapshots
     except ImportError as exc:
         raise CliError(f"the Prometheus exporter needs prometheus-client ({exc})") from None
-    cutoff = parse_since(since) if since is not None else None
+    cutoff = parse_since(since, "--since") if since is not None else None
     opened = _open(source, kind, stale_intervals)
     if isinstance(opened, UrlSource):
         if cutoff is not None:
@@ -450,42 +490,68 @@ def _write_atomically(output: str, text: str) -> None:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
+def _threshold_options(fn: F) -> F:
+    """``--warn-X`` and ``--max-X`` for each figure check judges: warning and critical."""
+    figures: list[tuple[str, Any, str]] = [
+        ("active", click.IntRange(min=0), "this many active"),
+        ("queue", click.IntRange(min=0), "this queue depth"),
+        (
+            "failed-rate",
+            click.FloatRange(min=0.0, max=1.0),
+            "this failed/completed ratio (0-1) over the last interval",
+        ),
+        ("loop-lag", click.FloatRange(min=0.0), "this loop lag (ms)"),
+        ("age", click.STRING, "this age of the latest report (e.g. 30s)"),
+    ]
+    for name, kind, what in reversed(figures):
+        fn = click.option(f"--max-{name}", type=kind, help=f"CRITICAL above {what}.")(fn)
+        fn = click.option(f"--warn-{name}", type=kind, help=f"WARNING above {what}.")(fn)
+    return fn
+
+
 @cli.command()
 @_source_option
-@click.option("--max-active", type=click.IntRange(min=0), help="Alert above this many active.")
-@click.option("--max-queue", type=click.IntRange(min=0), help="Alert above this queue depth.")
-@click.option(
-    "--max-failed-rate",
-    type=click.FloatRange(min=0.0, max=1.0),
-    help="Alert above this failed/completed ratio (0-1) over the last interval.",
-)
-@click.option(
-    "--max-loop-lag", type=click.FloatRange(min=0.0), help="Alert above this loop lag (ms)."
-)
-@click.option("--max-age", help="Alert when the latest report is older than this (e.g. 30s).")
-def check(
-    *,
-    source: str | None,
-    kind: str,
-    stale_intervals: float,
-    max_active: int | None,
-    max_queue: int | None,
-    max_failed_rate: float | None,
-    max_loop_lag: float | None,
-    max_age: str | None,
-) -> int:
-    """Exit 0 when every figure is within its limit, 1 when one crossed it, 2 when unreadable.
+@_threshold_options
+def check(*, source: str | None, kind: str, stale_intervals: float, **opts: Any) -> int:
+    """One status line and the exit code of a monitoring plugin (Nagios, Icinga, Sensu):
+    0 OK, 1 WARNING (past a --warn-* threshold), 2 CRITICAL (past a --max-* threshold, or
+    concmon switched off by its settings), 3 UNKNOWN (the source cannot be read).
 
-    One status line goes to stdout (OK - ... / CRITICAL - ...), for cron, health checks and
-    alert managers.
+    The line is ``STATE - text | perfdata`` (label=value[UOM];warn;crit;min;max).
     """
-    from dataclasses import replace
+    try:
+        return _check(source, kind, stale_intervals, opts)
+    except CliError as exc:
+        click.echo(f"UNKNOWN - {exc}")
+        return EXIT_UNKNOWN
+
+
+def _check(source: str | None, kind: str, stale_intervals: float, opts: dict[str, Any]) -> int:
     from datetime import UTC, datetime
 
-    from concmon_cli.check import Limits, evaluate
+    from concmon_cli.check import Finding, Limits, Threshold, evaluate
     from concmon_cli.durations import parse_timestamp
 
-    age_limit = parse_span(max_age) if max_age is not None else None
+    def threshold(name: str) -> Threshold:
+        key = name.replace("-", "_")
+        warn, crit = opts[f"warn_{key}"], opts[f"max_{key}"]
+        if name == "age":
+            warn = parse_span(warn, "--warn-age") if warn is not None else None
+            crit = parse_span(crit, "--max-age") if crit is not None else None
+        if warn is not None and crit is not None and warn > crit:
+            raise CliError(
+                f"--warn-{name} {opts[f'warn_{key}']} is above --max-{name} "
+                f"{opts[f'max_{key}']}: the warning comes before the critical"
+            )
+        return Threshold(warn, crit)
+
+    limits = Limits(
+        active=threshold("active"),
+        queue=threshold("queue"),
+        failed_rate=threshold("failed-rate"),
+        loop_lag_ms=threshold("loop-lag"),
+        age_s=threshold("age"),
+    )
     misconfigured = _misconfiguration()
     try:
         reading = _open(source, kind, stale_intervals).latest()
@@ -494,21 +560,14 @@ def check(
             raise
         # A switched-off concmon writes no reports: the setting is the news, not the silence.
         click.echo(f"CRITICAL - {misconfigured}")
-        return EXIT_THRESHOLD
-    verdict = evaluate(
-        reading.workers, Limits(max_active, max_queue, max_failed_rate, max_loop_lag)
-    )
-    crossed = list(verdict.crossed)
+        return EXIT_CRITICAL
+    total = reading.total
+    age = (datetime.now(UTC) - parse_timestamp(total.timestamp)).total_seconds()
+    verdict = evaluate(reading.workers, limits, age_s=max(age, 0.0))
     if misconfigured is not None:
-        crossed.insert(0, misconfigured)
-    if age_limit is not None:
-        age = (datetime.now(UTC) - parse_timestamp(verdict.total.timestamp)).total_seconds()
-        if age > age_limit:
-            crossed.append(f"latest report is {age:.0f}s old > {age_limit:g}s")
-    if len(crossed) != len(verdict.crossed):
-        verdict = replace(verdict, crossed=tuple(crossed))
+        verdict = verdict.with_finding(Finding("CRITICAL", misconfigured), first=True)
     click.echo(verdict.line())
-    return EXIT_OK if verdict.ok else EXIT_THRESHOLD
+    return verdict.exit_code
 
 
 def _misconfiguration() -> str | None:

@@ -9,6 +9,7 @@ for a threshold reached, red for a critical one or for failures; without a termi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from rich.text import Text
 
 from concmon.snapshot import EndpointStats, Snapshot
 from concmon_cli.durations import parse_timestamp
+from concmon_cli.wording import counted
 
 WARN = "yellow"
 CRIT = "bold red"
@@ -50,6 +52,15 @@ class Footer:
     now: datetime | None = None
 
 
+class _PipedConsole(Console):
+    """A console that leaves a closed pipe to the command (exit 0, as Unix tools do) instead
+    of rich's own answer (exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe")
+
+
 def make_console(
     file: IO[str] | None = None, *, no_color: bool = False, width: int | None = None
 ) -> Console:
@@ -58,7 +69,7 @@ def make_console(
     terminal = out.isatty()
     if not terminal and width is None:
         width = 200  # a pipe or a file: never wrap or truncate an endpoint name
-    return Console(
+    return _PipedConsole(
         file=out,
         force_terminal=terminal,
         no_color=no_color or bool(os.environ.get("NO_COLOR")),
@@ -518,9 +529,9 @@ def footer(total: Snapshot | None, info: Footer) -> Text:
         style = WARN if age > 3 * max(total.interval_s, 1.0) else DIM
         text.append(f"  report {total.timestamp} ({_duration(age)} ago)", style=style)
     if info.skipped:
-        text.append(f"  {info.skipped} unreadable lines skipped", style=WARN)
+        text.append(f"  {counted(info.skipped, 'unreadable line')} skipped", style=WARN)
     if info.gone:
-        text.append(f"  {info.gone} workers gone (their totals kept)", style=DIM)
+        text.append(f"  {counted(info.gone, 'worker')} gone (their totals kept)", style=DIM)
     if info.status:
         text.append(f"  {info.status}", style=WARN)
     return text

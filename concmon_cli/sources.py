@@ -22,9 +22,12 @@ from concmon_cli.durations import parse_timestamp
 from concmon_cli.errors import CliError
 from concmon_cli.extras import require
 from concmon_cli.tail import Follower, reverse_lines
+from concmon_cli.wording import counted
 
 Kind = Literal["auto", "log", "jsonl"]
 DEFAULT_SOURCE: Final = "logs/concmon.log"
+"""Where the app's ``logfile`` sink writes unless ``CONCMON_LOG_FILE`` says otherwise: relative
+to the directory the app runs in, so ``concmon-cli watch`` started there finds it."""
 SCAN_LIMIT: Final = 32 * 1024 * 1024
 """Bytes of unreadable lines read back past the last report found before giving up."""
 URL_TIMEOUT: Final = 5.0
@@ -232,7 +235,11 @@ class FileSource:
             decoder = self.decoder()
             found = self.recent_reports(handle, end, decoder)
         if not found:
-            skipped = f" ({decoder.skipped} unreadable lines skipped)" if decoder.skipped else ""
+            skipped = (
+                f" ({counted(decoder.skipped, 'unreadable line')} skipped)"
+                if decoder.skipped
+                else ""
+            )
             raise CliError(f"no complete concmon report in {self.path}{skipped}")
         return found, decoder.skipped
 
@@ -314,7 +321,7 @@ class FileStream:
                 raise CliError(f"{path} is a directory, not a report file")
             opened = self._follower.open()
             if opened is None:
-                self.status = f"waiting for {path} to appear"
+                self.status = waiting_message(path)
                 return []
             self._decoder = self.source.decoder()
             snapshots: list[Snapshot] = []
@@ -447,9 +454,27 @@ class UrlStream:
         pass
 
 
+def waiting_message(path: Path) -> str:
+    """What a reader says while the file it follows does not exist yet: which file (and where,
+    for a relative path), and how to point it elsewhere."""
+    where = "" if path.is_absolute() else f" in {Path.cwd()}"
+    return (
+        f"waiting for {path} to appear{where} (the app writes it as it starts; another file "
+        "or the app's http://127.0.0.1:PORT/concurrency URL: give it as SOURCE, or set "
+        "CONCMON_LOG_FILE)"
+    )
+
+
+def default_source() -> str:
+    """The app's log as the app finds it: ``CONCMON_LOG_FILE`` if set here, else
+    ``logs/concmon.log`` in the current directory."""
+    return os.environ.get("CONCMON_LOG_FILE", "").strip() or DEFAULT_SOURCE
+
+
 def open_source(spec: str | None, kind: Kind = "auto") -> FileSource | UrlSource:
-    """A source from the command line: an http(s) URL, or a file path."""
-    spec = spec or DEFAULT_SOURCE
+    """A source from the command line: an http(s) URL, or a file path (default: the app's
+    log, :func:`default_source`)."""
+    spec = spec or default_source()
     if spec.startswith(("http://", "https://")):
         return UrlSource(spec)
     if "://" in spec:

@@ -101,9 +101,11 @@ def test_export_json_sums_workers_unless_asked_per_worker(tmp_path: Path) -> Non
     [
         ((), 0, "OK - active=3 queue=0"),
         (("--max-active", "3"), 0, "OK"),
-        (("--max-active", "2"), 1, "CRITICAL - active 3 > 2"),
+        (("--max-active", "2"), 2, "CRITICAL - active 3 > 2"),
+        (("--warn-active", "2"), 1, "WARNING - active 3 > 2"),
+        (("--warn-active", "2", "--max-active", "5"), 1, "WARNING - active 3 > 2"),
         (("--max-failed-rate", "0.5"), 0, "OK"),
-        (("--max-failed-rate", "0.1"), 1, "CRITICAL - failed rate 0.3333 > 0.1 (last interval)"),
+        (("--max-failed-rate", "0.1"), 2, "CRITICAL - failed rate 0.3333 > 0.1 (last interval)"),
         (("--max-queue", "0", "--max-loop-lag", "5"), 0, "OK"),
         (("--max-age", "1h"), 0, "OK"),
     ],
@@ -111,7 +113,7 @@ def test_export_json_sums_workers_unless_asked_per_worker(tmp_path: Path) -> Non
 def test_check_exit_codes_follow_monitoring_plugins(
     log_file: Path, options: tuple[str, ...], code: int, start: str
 ) -> None:
-    """0 within limits, 1 past one, with one status line saying which."""
+    """0 within limits, 1 past a warning, 2 past a critical one, with one line saying which."""
     result = run("check", str(log_file), *options)
     assert result.exit_code == code
     assert result.stdout.startswith(start)
@@ -122,7 +124,7 @@ def test_check_flags_a_report_that_is_too_old(tmp_path: Path) -> None:
     """A server that stopped reporting is an alert with ``--max-age``."""
     path = write(tmp_path / "c.log", [busy_snapshot(seconds_ago=120)])
     result = run("check", str(path), "--max-age", "30s")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "latest report is 120s old > 30s" in result.stdout
 
 
@@ -168,12 +170,10 @@ def _bad(tmp_path: Path, name: str) -> list[str]:
         target.write_text("2026-01-01T00:00:00+00:00 pid=1 [CONCURRENCY] Active: 1/")
     elif name == "bad-since":
         return ["history", str(write(target, [busy_snapshot()])), "--since", "yesterday-ish"]
-    elif name == "bad-check-age":
-        return ["check", str(write(target, [busy_snapshot()])), "--max-age", "soon"]
     elif name == "url":
         from tests.servers import free_port
 
-        return ["check", f"http://127.0.0.1:{free_port()}/concurrency"]
+        return ["show", f"http://127.0.0.1:{free_port()}/concurrency"]
     elif name == "bad-option":
         return ["show", "--warn-active", "many"]
     elif name == "history-url":
@@ -191,7 +191,6 @@ def _bad(tmp_path: Path, name: str) -> list[str]:
         "corrupt",
         "truncated",
         "bad-since",
-        "bad-check-age",
         "url",
         "bad-option",
         "history-url",
@@ -228,11 +227,11 @@ def test_check_reports_a_misconfigured_concmon(
     the variable, with reports to read or without any."""
     monkeypatch.setenv("CONCMON_MAX_ENDPOINTS", "lots")
     result = run("check", str(log_file))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stdout.startswith("CRITICAL - concmon is switched off by its settings here")
     assert "CONCMON_MAX_ENDPOINTS" in result.stdout
     silent = run("check", str(tmp_path / "never-written.log"))
-    assert silent.exit_code == 1
+    assert silent.exit_code == 2
     assert "CONCMON_MAX_ENDPOINTS" in silent.stdout
     assert len(silent.stdout.splitlines()) == 1
     monkeypatch.delenv("CONCMON_MAX_ENDPOINTS")

@@ -39,7 +39,7 @@ def test_subprocess_show_and_export_and_check(log_file: Path) -> None:
     )
     exported = json.loads(cli("export", "json", str(log_file)).stdout)
     assert exported["active"] == 3
-    assert cli("check", str(log_file), "--max-active", "1").returncode == 1
+    assert cli("check", str(log_file), "--max-active", "1").returncode == 2
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_show_and_export_json_report_the_host_with_the_gone_workers_totals(tmp_p
     shown = run("show", str(path)).stdout
     assert shown.splitlines()[0].startswith("Active 1  Peak this interval ")
     assert "Total 18  Completed 17  Failed 2" in shown.splitlines()[0]
-    assert "1 workers gone (their totals kept)" in shown
+    assert "1 worker gone (their totals kept)" in shown
     exported = json.loads(run("export", "json", str(path)).stdout)
     assert (exported["pid"], exported["active"], exported["completed"]) == (0, 1, 17)
     assert exported["lost"] == 7

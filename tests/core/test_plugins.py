@@ -57,9 +57,10 @@ def test_third_party_sink_is_discovered_and_called(
     monitor = init_monitor(update_interval=60)
     runtime = get_runtime()
     assert runtime is not None and runtime.plugins.names() == ["sample"]
+    assert runtime.reporter.reported_at_start.wait(10)
     monitor.begin("/x").finish()
     runtime.reporter.report_now()
-    assert out.read_text() == "1\n"
+    assert out.read_text() == "0\n1\n"  # the report at start, then this one
     assert runtime.plugins.load_configured() == ["sample"], "loading twice adds nothing"
 
 
@@ -197,6 +198,7 @@ def test_misspelled_hook_is_refused_with_its_name(caplog: pytest.LogCaptureFixtu
     init_monitor(sinks=())
     runtime = get_runtime()
     assert runtime is not None
+    assert runtime.reporter.reported_at_start.wait(10)
 
     class Typo:
         @concmon.hookimpl

@@ -34,15 +34,17 @@ def test_logfile_and_jsonl_write_what_parses_back(tmp_path: Path) -> None:
     monitor = init_monitor(sinks=("logfile", "jsonl"), update_interval=60)
     runtime = get_runtime()
     assert runtime is not None
+    assert runtime.reporter.reported_at_start.wait(10)
     monitor.begin("/a").finish()
     first = runtime.reporter.report_now()
     monitor.begin("/b")
     second = runtime.reporter.report_now()
     log = (tmp_path / "logs" / "concmon.log").read_text()
-    assert len(log.splitlines()) == 6
-    assert parse_reports(log.splitlines()) == ([first, second], 0)
+    assert len(log.splitlines()) == 9  # the report at start, then these two
+    reports, skipped = parse_reports(log.splitlines())
+    assert (skipped, reports[0].total, reports[1:]) == (0, 0, [first, second])
     jsonl = (tmp_path / "logs" / "concmon.jsonl").read_text().splitlines()
-    assert [Snapshot.from_dict(json.loads(line)) for line in jsonl] == [first, second]
+    assert [Snapshot.from_dict(json.loads(line)) for line in jsonl] == reports
 
 
 def test_stdout_sink_prints_the_tagged_lines() -> None:
@@ -134,6 +136,7 @@ def test_unwritable_path_gives_a_clear_message_and_counting_goes_on(
     monitor = init_monitor(update_interval=60)
     runtime = get_runtime()
     assert runtime is not None
+    assert runtime.reporter.reported_at_start.wait(10)
     with caplog.at_level(logging.ERROR, logger="concmon"):
         monitor.begin("/x").finish()
         snap = runtime.reporter.report_now()
@@ -141,7 +144,7 @@ def test_unwritable_path_gives_a_clear_message_and_counting_goes_on(
         runtime.reporter.report_now()
     assert snap.total == 1
     assert monitor.snapshot().total == 2
-    assert monitor.snapshot().sink_errors == {"logfile": 2}
+    assert monitor.snapshot().sink_errors == {"logfile": 3}  # the report at start too
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"cannot write reports to {blocker / 'concmon.log'}" in m for m in messages)
 

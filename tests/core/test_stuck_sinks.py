@@ -84,6 +84,7 @@ def _runtime(tmp_path: Path, interval: float, **settings: object) -> Runtime:
     )
     runtime = get_runtime()
     assert runtime is not None
+    assert runtime.reporter.reported_at_start.wait(BOUND), "the report at start never came"
     return runtime
 
 
@@ -112,8 +113,8 @@ def test_a_stuck_sink_delays_neither_the_files_nor_shutdown(
         final = _returns(shutdown_monitor)
     assert final is not None
     reports, lines = _files(tmp_path)
-    assert [r.total for r in reports] == [1, 2, 3, 3]
-    assert [line["total"] for line in lines] == [1, 2, 3, 3]
+    assert [r.total for r in reports] == [0, 1, 2, 3, 3]  # the report at start, then these
+    assert [line["total"] for line in lines] == [0, 1, 2, 3, 3]
     assert reports[-1].sink_errors["stuck"] >= 3
     late = [r for r in caplog.records if "plugin 'stuck'" in r.getMessage()]
     assert len(late) == 1, "a stuck sink is logged with the rate limit"

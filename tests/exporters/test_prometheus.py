@@ -43,6 +43,8 @@ def _busy_monitor() -> ConcurrencyMonitor:
 def test_scrape_reads_the_monitor_live_not_the_last_report() -> None:
     """Counts changed after the last report show in the very next scrape."""
     monitor = concmon.init_monitor(update_interval=3600, sinks=())
+    runtime = concmon.get_runtime()
+    assert runtime is not None and runtime.reporter.reported_at_start.wait(10)
     tickets = [monitor.http.begin("/slow") for _ in range(3)]
     samples = parse(exposition(None)[0])
     assert value(samples, "concmon_requests_active", endpoint="/slow") == 3
