@@ -21,7 +21,7 @@ worker holds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, Protocol
 
@@ -270,6 +270,34 @@ def report_time(snapshot: Snapshot) -> datetime:
 
 Step = Literal["later", "earlier", "restart"]
 
+_COUNTERS = ("completed", "failed", "cancelled", "rejected", "lost")
+
+
+def _less(stats: EndpointStats, before: EndpointStats | None) -> EndpointStats:
+    if before is None:
+        return stats
+    less = {name: max(getattr(stats, name) - getattr(before, name), 0) for name in _COUNTERS}
+    return replace(stats, total=less["completed"] + stats.active, **less)
+
+
+def _since(snapshot: Snapshot, baseline: Snapshot) -> Snapshot:
+    """``snapshot`` with the counters ``baseline`` held taken off (gauges as they are)."""
+
+    def section(
+        now: Mapping[str, EndpointStats], then: Mapping[str, EndpointStats]
+    ) -> dict[str, EndpointStats]:
+        return {name: _less(stats, then.get(name)) for name, stats in now.items()}
+
+    less = {name: max(getattr(snapshot, name) - getattr(baseline, name), 0) for name in _COUNTERS}
+    return replace(
+        snapshot,
+        total=less["completed"] + snapshot.active,
+        endpoints=section(snapshot.endpoints, baseline.endpoints),
+        websockets=section(snapshot.websockets, baseline.websockets),
+        background=section(snapshot.background, baseline.background),
+        **less,
+    )
+
 
 class ProcessReports:
     """One worker process as its reports arrive: the latest two, and their lifetime totals.
@@ -278,10 +306,14 @@ class ProcessReports:
     interval), so a series of reports gives the counters a live exporter reads from the monitor.
     """
 
-    __slots__ = ("cpu_seconds", "instant", "latest", "previous", "queue_waits")
+    __slots__ = ("baseline", "cpu_seconds", "instant", "latest", "previous", "queue_waits")
 
-    def __init__(self, first: Snapshot) -> None:
+    def __init__(self, first: Snapshot, baseline: Snapshot | None = None) -> None:
         self.latest = first
+        # A worker taken for gone that reported again: what it had counted by then stays with
+        # its gone self (its requests in flight as lost), so this one counts only what came
+        # after; counters never go down (a request lost then and finished later counts twice).
+        self.baseline = baseline
         self.previous: Snapshot | None = None
         self.instant = report_time(first)
         self.queue_waits: dict[str, tuple[int, float]] = {}
@@ -325,8 +357,14 @@ class ProcessReports:
         if cpu is not None:
             self.cpu_seconds = (self.cpu_seconds or 0.0) + cpu / 100.0 * snapshot.interval_s
 
+    @property
+    def counted(self) -> Snapshot:
+        """The latest report as it counts for the host (its counters past ``baseline``)."""
+        baseline = self.baseline
+        return self.latest if baseline is None else _since(self.latest, baseline)
+
     def figures(self) -> Figures:
-        snapshot = self.latest
+        snapshot = self.counted
         limit = None
         if snapshot.saturation and snapshot.active:
             limit = round(snapshot.active / snapshot.saturation)
@@ -343,7 +381,8 @@ class HostView:
     totals go backwards is a new process, and the old one is gone. A worker whose latest report
     is more than ``stale_intervals`` of its own report intervals older than the newest report
     seen is gone too (stopped, recycled or killed; ``None`` never takes a worker for gone by
-    its silence). A gone worker that reports again is live again. :meth:`total` and
+    its silence). A gone worker that reports again is live again, counted past what its gone
+    self counted (see :class:`ProcessReports`). :meth:`total` and
     :meth:`figures` apply the module's rule: counters of every worker seen, gauges of the live.
     """
 
@@ -372,12 +411,12 @@ class HostView:
                     del self._live[key]
                     self._retire(key, process)
                 process = self._live[key] = ProcessReports(snapshot)
+            elif self._gone.get(key) is process:
+                # Only slow, not gone: live again, past what its gone self already counted.
+                process = self._live[key] = ProcessReports(snapshot, baseline=process.latest)
+                self.retired -= 1
             else:
                 process.add(snapshot)
-                if self._gone.get(key) is process:  # it was only slow: live again
-                    del self._gone[key]
-                    self._live[key] = process
-                    self.retired -= 1
         if self._newest is None or process.instant > self._newest:
             self._newest = process.instant
         self._prune()
@@ -419,7 +458,7 @@ class HostView:
 
     def live(self) -> list[Snapshot]:
         """The live workers' latest reports, by pid."""
-        return [process.latest for process in self._ordered()]
+        return [process.counted for process in self._ordered()]
 
     def previous_of(self, snapshot: Snapshot) -> Snapshot | None:
         """The report before ``snapshot``'s worker's latest one, if it was seen."""
@@ -428,7 +467,7 @@ class HostView:
 
     def gone(self) -> list[Snapshot]:
         """What the gone workers contribute: their latest reports, and one folded total."""
-        gone = [process.latest for process in self._gone.values()]
+        gone = [process.counted for process in self._gone.values()]
         return gone + ([self._folded.snapshot] if self._folded is not None else [])
 
     def total(self) -> Snapshot | None:

@@ -185,18 +185,23 @@ def test_a_reused_pid_is_a_new_worker_and_the_old_ones_totals_stay() -> None:
 
 
 def test_a_slow_worker_that_reports_again_is_live_again_and_counted_once() -> None:
-    """Silence past the window, then a report: the worker is back, its totals not doubled."""
+    """Silence past the window, then a report: the worker is live again. What its gone self
+    counted stays (its held request as lost), so no counter goes down, and each request it
+    finished counts once: completed less lost is the worker's own completed."""
     a, b = Worker(1), Worker(2)
     a.work(ok=2, hold=1)
     view = HostView()
     view.extend([a.report(at=1.0), *(b.report(at=t) for t in (2.0, 3.0, 4.0, 5.0))])
     assert [s.pid for s in view.live()] == [2]
+    gone = check_invariants(view.total())  # type: ignore[arg-type]
+    assert (gone.completed, gone.lost, gone.active) == (3, 1, 0)
     a.work(ok=1)
     view.add(a.report(at=6.0))
-    total = view.total()
-    assert total is not None
+    total = check_invariants(view.total())  # type: ignore[arg-type]
     assert [s.pid for s in view.live()] == [1, 2]
-    assert (total.completed, total.active, view.retired) == (3, 1, 0)
+    assert (total.completed, total.lost, total.active, view.retired) == (4, 1, 1, 0)
+    assert total.completed - total.lost == 3
+    assert total.total >= gone.total
 
 
 def test_thousands_of_recycled_workers_keep_exact_totals_in_bounded_state() -> None:
