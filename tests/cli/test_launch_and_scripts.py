@@ -72,7 +72,7 @@ def test_watch_started_beside_the_app_shows_it_at_once(
         finally:
             proc.kill()
             proc.communicate()
-    assert any(line.startswith("Active 0/") for line in seen), seen
+    assert any(line.startswith("Active 0  Peak this interval 0") for line in seen), seen
     assert any("source logs/concmon.log  report" in line for line in seen), seen
 
 
@@ -81,7 +81,7 @@ def test_watch_reads_the_log_concmon_log_file_names(tmp_path: Path) -> None:
     path = write(tmp_path / "elsewhere" / "app.log", [busy_snapshot(active=4)])
     result = run("watch", "--count", "1", env={"CONCMON_LOG_FILE": str(path)})
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("Active 4/")
+    assert result.stdout.startswith("Active 4  ")
     assert f"source {path}" in result.stdout
 
 
