@@ -18,7 +18,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from types import ModuleType
 from typing import Final
@@ -269,12 +269,14 @@ class MachineEndpoints:
             return switched_off_json()
         with self._sampler_lock:
             system = self._sampler.sample()
-        own = monitor.snapshot(system)
-        live, finished = [own], []
         host_workers = getattr(self._exporter, "host_workers", None)
-        if host_workers is not None:
-            everyone, finished = host_workers()
-            live += [s for s in everyone if s.pid != own.pid]
+        if host_workers is None:
+            live, finished = [monitor.snapshot(system)], []
+        else:
+            # This worker's counts as it just published them, so that an answer from another
+            # worker, reading that file, never shows less; its process figures read now.
+            live, finished = host_workers()
+            live = [replace(s, system=system) if s.pid == os.getpid() else s for s in live]
         body = {
             "schema": WORKERS_SCHEMA,
             "workers": [s.to_dict() for s in live],

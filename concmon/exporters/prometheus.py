@@ -155,7 +155,24 @@ class _Backend:
         monitor = get_monitor()
         if self.store is None:
             return live_figures(monitor)
-        return self.store.collect(lambda: live_figures(monitor))
+        own = self.published(monitor)
+        return self.store.collect(lambda: own)
+
+    def published(self, monitor: ConcurrencyMonitor) -> Figures:
+        """This worker's figures now, written to its state file first.
+
+        A scrape adds this worker's figures to what the others last wrote. Were they its live
+        figures while its file lagged behind, the next scrape, answered by another worker
+        reading that file, could show a smaller total: counters must never go down, so every
+        answer counts exactly what any later answer will find published.
+        """
+        own = live_figures(monitor)
+        assert self.store is not None
+        try:
+            self.store.write(own)
+        except OSError:
+            self.publish()  # logs the failure once; this answer still counts the live figures
+        return own
 
     def publish(self) -> None:
         if self.store is not None:
@@ -294,7 +311,8 @@ def host_workers() -> tuple[list[Snapshot], list[Snapshot]]:
     monitor = get_monitor()
     if backend.store is None:
         return [live_figures(monitor).snapshot], []
-    live, finished = backend.store.workers(lambda: live_figures(monitor))
+    own = backend.published(monitor)
+    live, finished = backend.store.workers(lambda: own)
     return [f.snapshot for f in live], [f.snapshot for f in finished]
 
 
