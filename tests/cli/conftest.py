@@ -12,6 +12,7 @@ import pytest
 from concmon import ConcurrencyMonitor, Outcome, Snapshot
 from concmon.logformat import format_report
 from concmon.sinks.jsonl import snapshot_line
+from concmon.testing import FakeClock
 
 Writer = Callable[..., Path]
 UPTIME_AT_NOW = 86400.0
@@ -38,7 +39,7 @@ def busy_snapshot(
     Its uptime grows with its timestamp, as a real worker's does (a pid whose uptime goes
     backwards is a new process to the host view).
     """
-    monitor = ConcurrencyMonitor()
+    monitor = ConcurrencyMonitor(clock=FakeClock())  # durations exact, whatever the load
     for i in range(done):
         monitor.http.begin(endpoint).finish(Outcome.FAILED if i < failed else Outcome.OK)
     for _ in range(active):
