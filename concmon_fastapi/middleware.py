@@ -151,6 +151,16 @@ class _Exchange:
         return message
 
 
+def _hold(state: MiddlewareState) -> ConcurrencyMonitor:
+    """What blocks (plugins looked up, files opened, the reporter started): never on the loop.
+    Held once per start, released by ``_stop``: another app's monitor keeps running."""
+    with state.holding_lock:
+        monitor = init_monitor() if state.holding else hold_monitor()
+        state.holding = True
+    state.endpoints.activate()
+    return monitor
+
+
 def _close(ticket: Ticket, scope: Scope, outcome: Outcome) -> None:
     naming = scope.get(SCOPE_MARK)
     if naming.__class__ is not Naming or ticket.routed:
@@ -247,24 +257,18 @@ class ConcMonMiddleware:
 
     async def _start(self) -> ConcurrencyMonitor:
         """At lifespan startup: the blocking part in a worker thread, awaited."""
-        return self._started(await anyio.to_thread.run_sync(self._hold))
+        return self._started(await anyio.to_thread.run_sync(_hold, self._state))
 
     def _start_lazily(self) -> ConcurrencyMonitor:
         """On the first request of a server without lifespan: count it at once and start the
         reporting in a thread of its own. Waiting for it here would stall the loop, or reorder
         the application's own tasks."""
         monitor = self._started(get_monitor())
-        threading.Thread(target=self._hold, name="concmon-start", daemon=True).start()
-        return monitor
-
-    def _hold(self) -> ConcurrencyMonitor:
-        """What blocks (plugins looked up, files opened, the reporter started): never on the
-        loop. Held once per start, released by _stop: another app's monitor keeps running."""
-        state = self._state
-        with state.holding_lock:
-            monitor = init_monitor() if state.holding else hold_monitor()
-            state.holding = True
-        state.endpoints.activate()
+        # The thread holds the shared state only, not this middleware: the app it wraps stays
+        # free to go while the reporting starts.
+        thread = threading.Thread(target=_hold, args=(self._state,), name="concmon-start")
+        thread.daemon = True
+        thread.start()
         return monitor
 
     def _started(self, monitor: ConcurrencyMonitor) -> ConcurrencyMonitor:

@@ -13,6 +13,7 @@ route class with its own matching, redirect_slashes, a root_path and routes adde
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -322,12 +323,26 @@ def test_a_request_before_routing_is_counted_as_routing() -> None:
     assert snap.endpoints["/held"].completed >= 1
 
 
-def test_an_app_whose_routes_tell_their_names_is_freed_at_zero_references() -> None:
+def test_an_app_whose_routes_tell_their_names_is_freed_at_zero_references(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The routes concmon makes tell their names keep nothing alive: with the collector off the
     app goes as soon as its last reference does, and its routes (which Starlette itself keeps
-    in cycles) go with the next collection, as without concmon; nothing global holds them."""
+    in cycles) go with the next collection, as without concmon; nothing global holds them, not
+    even the thread still starting the reporting (held here until the end)."""
     import gc
     import weakref
+
+    from concmon import hold_monitor
+    from concmon_fastapi import middleware
+
+    starting = threading.Event()
+
+    def slow_start() -> Any:
+        starting.wait(30)
+        return hold_monitor()
+
+    monkeypatch.setattr(middleware, "hold_monitor", slow_start)
 
     web = Starlette(
         routes=[Route("/x", _answer("/x")), Mount("/m", routes=[Route("/y", _answer("/m/y"))])]
@@ -349,4 +364,7 @@ def test_an_app_whose_routes_tell_their_names_is_freed_at_zero_references() -> N
     finally:
         gc.enable()
     gc.collect()
-    assert all(r() is None for r in routes)
+    try:
+        assert all(r() is None for r in routes)
+    finally:
+        starting.set()
