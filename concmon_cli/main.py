@@ -440,18 +440,7 @@ def export_prometheus(
     if output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    import os
-    import tempfile
-    from pathlib import Path
-
-    target = Path(output)
-    try:
-        fd, temp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, target)
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    _write_atomically(output, text)
     return EXIT_OK
 
 
