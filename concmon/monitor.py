@@ -273,13 +273,27 @@ def _route(unrouted: Counters, name: str, now: float) -> Counters:
     counters = group.endpoints.get(name)
     if counters is None:
         counters = group._counters(name)
+    _enter(counters, now)
+    return counters
+
+
+def _enter(counters: Counters, now: float) -> None:
+    """One more request active on an endpoint from ``now`` (guard held)."""
     counters.moment -= now  # see Counters.a0
     active = counters.active = counters.active + 1
     if active > counters.interval_peak:
         counters.interval_peak = active
         if active > counters.peak:
             counters.peak = active
-    return counters
+
+
+def _enter_group(group: EndpointGroup) -> None:
+    """One more request active in ``group`` (guard held)."""
+    active = group.active = group.active + 1
+    if active > group.interval_peak:
+        group.interval_peak = active
+        if active > group.peak:
+            group.peak = active
 
 
 _CLOSED: Final = Ticket(None, 0.0)
@@ -331,17 +345,8 @@ class EndpointGroup:
             counters = self.endpoints.get(name)
             if counters is None:
                 counters = self._counters(name)
-            counters.moment -= now  # see Counters.a0
-            active = counters.active = counters.active + 1
-            if active > counters.interval_peak:
-                counters.interval_peak = active
-                if active > counters.peak:
-                    counters.peak = active
-            active = self.active = self.active + 1
-            if active > self.interval_peak:
-                self.interval_peak = active
-                if active > self.peak:
-                    self.peak = active
+            _enter(counters, now)
+            _enter_group(self)
             if guard.deferred:
                 guard.apply_deferred()
         finally:
@@ -362,11 +367,7 @@ class EndpointGroup:
         try:
             unrouted = self.unrouted
             unrouted.active += 1
-            active = self.active = self.active + 1
-            if active > self.interval_peak:
-                self.interval_peak = active
-                if active > self.peak:
-                    self.peak = active
+            _enter_group(self)
             if guard.deferred:
                 guard.apply_deferred()
         finally:
