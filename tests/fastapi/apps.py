@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.applications import Starlette
@@ -18,6 +19,13 @@ from starlette.routing import Route
 from concmon_fastapi import install
 
 HOLD_LIMIT = 30.0  # no endpoint waits longer than this, whatever a test does
+
+
+async def released(event: threading.Event) -> None:
+    """Wait until a test sets ``event`` (at most HOLD_LIMIT), on any anyio backend."""
+    deadline = time.monotonic() + HOLD_LIMIT
+    while not event.is_set() and time.monotonic() < deadline:
+        await anyio.sleep(0.01)
 
 
 class Latch:

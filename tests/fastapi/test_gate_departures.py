@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -23,12 +21,11 @@ from fastapi import FastAPI, Request
 from concmon import UNMATCHED, Snapshot
 from concmon.testing import check_balanced
 from concmon_fastapi import GATE_QUEUE, install
+from tests.fastapi.apps import HOLD_LIMIT, released
 from tests.fastapi.conftest import wait_until
 from tests.servers import uvicorn_thread
 
 pytestmark = pytest.mark.slow
-
-HOLD_LIMIT = 30.0
 
 
 def gate_app(release: threading.Event, reached: list[str], **options: Any) -> FastAPI:
@@ -37,9 +34,7 @@ def gate_app(release: threading.Event, reached: list[str], **options: Any) -> Fa
 
     @app.get("/hold")
     async def hold() -> dict[str, bool]:
-        deadline = time.monotonic() + HOLD_LIMIT
-        while not release.is_set() and time.monotonic() < deadline:
-            await anyio.sleep(0.01)
+        await released(release)
         return {"ok": True}
 
     @app.get("/fast")

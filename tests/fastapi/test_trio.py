@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from concmon import UNMATCHED, get_runtime
 from concmon.testing import check_balanced
 from concmon_fastapi import install
+from tests.fastapi.apps import HOLD_LIMIT, released
 from tests.fastapi.conftest import wait_until
 
 trio = pytest.importorskip("trio")
@@ -25,8 +26,6 @@ hypercorn_trio = pytest.importorskip("hypercorn.trio")
 from hypercorn.config import Config  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-HOLD_LIMIT = 30.0
 
 
 def trio_app(release: threading.Event, **options: Any) -> FastAPI:
@@ -51,9 +50,7 @@ def trio_app(release: threading.Event, **options: Any) -> FastAPI:
 
     @app.get("/hold")
     async def hold() -> dict[str, bool]:
-        deadline = time.monotonic() + HOLD_LIMIT
-        while not release.is_set() and time.monotonic() < deadline:
-            await anyio.sleep(0.01)
+        await released(release)
         return {"ok": True}
 
     @app.get("/stream")
