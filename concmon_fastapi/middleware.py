@@ -104,7 +104,7 @@ class MiddlewareState:
 class _Exchange:
     """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status."""
 
-    __slots__ = ("_failed", "_receive", "_send", "completed", "scope", "status", "ticket")
+    __slots__ = ("_failed", "_receive", "_send", "scope", "status", "ticket")
 
     def __init__(
         self, ticket: Ticket, scope: Scope, send: Send, receive: Receive, failed: FailedStatus
@@ -115,7 +115,6 @@ class _Exchange:
         self._receive = receive
         self._failed = failed
         self.status = 0
-        self.completed = False
 
     def finish(self, outcome: Outcome) -> None:
         _close(self.ticket, self.scope, outcome)
@@ -142,7 +141,6 @@ class _Exchange:
         # Compared here, not by calling the rule: that call adds 9 % to the adapter's instructions.
         failed = self.status >= rule.threshold if rule.threshold is not None else rule(self.status)
         self.finish(_FAILED if failed else _OK)
-        self.completed = True
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -163,10 +161,10 @@ def _hold(state: MiddlewareState) -> ConcurrencyMonitor:
 
 def _close(ticket: Ticket, scope: Scope, outcome: Outcome) -> None:
     naming = scope.get(SCOPE_MARK)
-    if naming.__class__ is not Naming or ticket.routed:
-        ticket.finish(outcome)
-    else:  # no route told its name
-        ticket.finish(outcome, naming.finish_name(scope))
+    if naming.__class__ is Naming and not ticket.routed and ticket.open:
+        ticket.finish(outcome, naming.finish_name(scope))  # no route told its name
+    else:
+        ticket.finish(outcome)  # a no-op once closed
 
 
 def _outcome(exchange: _Exchange, exc: BaseException) -> Outcome:
@@ -342,7 +340,7 @@ class ConcMonMiddleware:
 
     def _admit(self, group: EndpointGroup, scope: Scope) -> Ticket:
         """The request's ticket; with a router, counted as routing until its route tells."""
-        names = self._names if self._names is not None else self._route_names()
+        names = self._route_names()
         if names is None:
             return group.begin(self._fixed(scope))
         ticket = group.admit()
@@ -378,10 +376,9 @@ class ConcMonMiddleware:
             except BaseException as exc:
                 exchange.finish(_outcome(exchange, exc))
                 raise
-            if not exchange.completed:
-                # Returned without completing the response: the server answers 500 or cuts
-                # the connection; the client did not get what it asked for.
-                exchange.finish(_FAILED)
+            # Returned without completing the response: the server answers 500 or cuts the
+            # connection; the client did not get what it asked for.
+            exchange.finish(_FAILED)  # a no-op when the response was completed
         finally:
             if gate is not None:
                 gate.release()
