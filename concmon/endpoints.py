@@ -27,7 +27,7 @@ from concmon.adapter_options import AdapterOptions, IPNetwork
 from concmon.monitor import ConcurrencyMonitor
 from concmon.runtime import get_monitor
 from concmon.settings import ConfigError
-from concmon.snapshot import WORKERS_SCHEMA, WORKERS_SUFFIX
+from concmon.snapshot import WORKERS_SCHEMA, WORKERS_SUFFIX, SystemStats
 from concmon.system import SystemSampler
 
 Headers = tuple[tuple[str, str], ...]
@@ -254,10 +254,12 @@ class MachineEndpoints:
         monitor = self._monitor()
         if not monitor.enabled:
             return switched_off_json()
+        return _compact(monitor.snapshot(self._system()).to_dict())
+
+    def _system(self) -> SystemStats:
+        """Fresh process figures (one sampler, shared by the answering threads)."""
         with self._sampler_lock:
-            system = self._sampler.sample()
-        snapshot = monitor.snapshot(system)
-        return json.dumps(snapshot.to_dict(), separators=(",", ":")).encode()
+            return self._sampler.sample()
 
     def workers_json(self) -> bytes:
         """Every live worker's snapshot and the finished workers' folded totals, in one answer
@@ -267,8 +269,7 @@ class MachineEndpoints:
         monitor = self._monitor()
         if not monitor.enabled:
             return switched_off_json()
-        with self._sampler_lock:
-            system = self._sampler.sample()
+        system = self._system()
         host_workers = getattr(self._exporter, "host_workers", None)
         if host_workers is None:
             live, finished = [monitor.snapshot(system)], []
@@ -277,18 +278,23 @@ class MachineEndpoints:
             # worker, reading that file, never shows less; its process figures read now.
             live, finished = host_workers()
             live = [replace(s, system=system) if s.pid == os.getpid() else s for s in live]
-        body = {
-            "schema": WORKERS_SCHEMA,
-            "workers": [s.to_dict() for s in live],
-            "finished": [s.to_dict() for s in finished],
-        }
-        return json.dumps(body, separators=(",", ":")).encode()
+        return _compact(
+            {
+                "schema": WORKERS_SCHEMA,
+                "workers": [s.to_dict() for s in live],
+                "finished": [s.to_dict() for s in finished],
+            }
+        )
 
 
 def switched_off_json() -> bytes:
     """What the JSON path answers while monitoring is switched off: ``{"enabled": false}``
     and the process id, no figures (docs/snapshot.md)."""
-    return json.dumps({"enabled": False, "pid": os.getpid()}, separators=(",", ":")).encode()
+    return _compact({"enabled": False, "pid": os.getpid()})
+
+
+def _compact(data: object) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 __all__ = [
