@@ -23,9 +23,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
-from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
+from concmon.snapshot import (
+    DISTRIBUTIONS,
+    Distribution,
+    EndpointStats,
+    QueueStats,
+    Snapshot,
+    SystemStats,
+)
 
 STALE_INTERVALS: Final = 3.0
 """A worker silent for this many of its own report intervals is taken to be gone."""
@@ -124,14 +131,52 @@ def _request_counts(live: Sequence[_Requests], gone: Sequence[_Requests]) -> dic
     }
 
 
+def _added(parts: Iterable[Distribution | None]) -> Distribution | None:
+    """The distributions summed; None when none is known or workers used different buckets
+    (then no sum would be true)."""
+    known = [d for d in parts if d is not None]
+    if not known:
+        return None
+    total = known[0]
+    try:
+        for d in known[1:]:
+            total = total.plus(d)
+    except ValueError:
+        return None
+    return total
+
+
+def _distributions(
+    live: Sequence[EndpointStats], gone: Sequence[EndpointStats]
+) -> dict[str, Distribution | None]:
+    """The interval's distributions of the live workers, the lifetime's of every worker."""
+    everyone = [*live, *gone]
+    added: dict[str, Distribution | None] = {}
+    for name in DISTRIBUTIONS:
+        added[name] = _added(s.distribution(name) for s in live)
+        added[f"{name}_all"] = _added(s.distribution(name, lifetime=True) for s in everyone)
+    return added
+
+
+def _with(stats: EndpointStats, changes: Mapping[str, object]) -> EndpointStats:
+    """``stats`` with the fields ``changes`` names (typed apart: their types differ)."""
+    fields: dict[str, Any] = dict(changes)
+    return replace(stats, **fields)
+
+
 def merge_stats(live: Sequence[EndpointStats], gone: Sequence[EndpointStats] = ()) -> EndpointStats:
     """One endpoint over several workers: gauges of the ``live`` ones, counters of all."""
-    return EndpointStats(
-        **_request_counts(live, gone),
+    responses: dict[str, int] = {}
+    for s in (*live, *gone):
+        _add_counts(responses, s.responses)
+    stats = EndpointStats(
         avg_active=round(sum(s.avg_active for s in live), 3),
         avg_ms=_weighted_ms(live),
         max_ms=_max(s.max_ms for s in live),
+        rate=round(sum(s.rate for s in live), 3),
+        responses=responses,
     )
+    return _with(stats, {**_request_counts(live, gone), **_distributions(live, gone)})
 
 
 def _merge_section(
@@ -211,6 +256,8 @@ def merge(live: Sequence[Snapshot], gone: Sequence[Snapshot] = ()) -> Snapshot:
             loop_lag_ms=_max(s.system.loop_lag_ms for s in live),
         ),
         sink_errors=sink_errors,
+        rate=round(sum(s.rate for s in live), 3),
+        buckets_s=next((s.buckets_s for s in everyone if s.buckets_s), ()),
     )
 
 
@@ -277,7 +324,17 @@ def _less(stats: EndpointStats, before: EndpointStats | None) -> EndpointStats:
     if before is None:
         return stats
     less = {name: max(getattr(stats, name) - getattr(before, name), 0) for name in _COUNTERS}
-    return replace(stats, total=less["completed"] + stats.active, **less)
+    lifetime: dict[str, Distribution | None] = {}
+    for name in DISTRIBUTIONS:
+        now, then = stats.distribution(name, True), before.distribution(name, True)
+        lifetime[f"{name}_all"] = now if now is None or then is None else now.minus(then)
+    responses = {
+        key: n - before.responses.get(key, 0)
+        for key, n in stats.responses.items()
+        if n > before.responses.get(key, 0)
+    }
+    counted = replace(stats, total=less["completed"] + stats.active, responses=responses, **less)
+    return _with(counted, lifetime)
 
 
 def _since(snapshot: Snapshot, baseline: Snapshot) -> Snapshot:

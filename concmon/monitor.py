@@ -11,6 +11,10 @@ GIL, and every snapshot is internally consistent. The lock is re-entrant for one
 garbage collector may run a finish (a WSGI response freed without ``close()``) on a thread that
 is itself inside the lock. Such a finish never waits; it is queued and counted when the section
 it interrupted ends (see :class:`_Guard`).
+
+Each finish also lands in one bucket of each distribution it belongs to (its duration, the time
+to its response head and first body byte, the time it queued before the application): a fixed
+array of counts per endpoint, found by bisection, so recording costs the same for any value.
 """
 
 from __future__ import annotations
@@ -22,13 +26,21 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
 from typing import Final
 
-from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
+from concmon.snapshot import (
+    Distribution,
+    EndpointStats,
+    QueueStats,
+    Snapshot,
+    SystemStats,
+    check_bounds,
+)
 
 logger = logging.getLogger("concmon")
 
@@ -43,6 +55,21 @@ DEFAULT_MAX_ENDPOINTS: Final = 500
 UNMATCHED: Final = "<unmatched>"
 """Where a request is counted that no route handled: the router found none (a 404), or the
 request was answered before the router chose one (a middleware's own reply)."""
+
+
+DEFAULT_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+"""Bucket bounds in seconds, 1 ms to 5 min: a model's answer can stream for minutes."""
+
+METHODS: Final = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+)
+"""The methods counted under their own name; any other (or none told) is ``other``."""
+
+_STATUS_CLASSES: Final = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
+"""``status // 100`` -> its class; 0 (no response head sent) is ``none``."""
 
 
 class Outcome(enum.Enum):
@@ -73,7 +100,7 @@ class _Guard:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.deferred: list[tuple[Counters, float | None, float, Outcome, str]] = []
+        self.deferred: list[tuple[Counters, Ticket | None, float, Outcome, str]] = []
 
     def __enter__(self) -> None:
         self.lock.acquire()
@@ -88,13 +115,58 @@ class _Guard:
         """Count the finishes deferred so far (the lock is held)."""
         deferred = self.deferred
         while deferred:
-            counters, started, now, outcome, unrouted = deferred.pop()
+            counters, ticket, now, outcome, unrouted = deferred.pop()
             if counters is counters.group.unrouted:
                 counters = _route(counters, unrouted, now)
-            counters.end(started, now, outcome)
+            counters.end(ticket, now, outcome)
 
 
 _guard = _Guard()
+
+
+class _Recorder:
+    """One distribution being recorded (changed under the guard only).
+
+    ``counts`` never restart (Prometheus buckets are counters); the interval's counts are
+    ``counts`` less ``mark``, their values when the interval began.
+    """
+
+    __slots__ = ("bounds", "counts", "interval_max", "interval_sum", "mark", "max", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.mark = tuple(self.counts)
+        self.sum = 0.0
+        self.max = 0.0
+        self.interval_sum = 0.0
+        self.interval_max = 0.0
+
+    def add(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.interval_sum += value
+        if value > self.interval_max:
+            self.interval_max = value
+            if value > self.max:
+                self.max = value
+
+    def read(self, reset: bool) -> tuple[Distribution, Distribution]:
+        """The interval's distribution and the lifetime's; ``reset`` starts a new interval."""
+        counts = tuple(self.counts)
+        interval = tuple(c - m for c, m in zip(counts, self.mark, strict=True))
+        seen = any(interval)
+        figures = (
+            Distribution(
+                self.bounds, interval, self.interval_sum, self.interval_max if seen else None
+            ),
+            Distribution(self.bounds, counts, self.sum, self.max if any(counts) else None),
+        )
+        if reset:
+            self.mark = counts
+            self.interval_sum = 0.0
+            self.interval_max = 0.0
+        return figures
 
 
 class Counters:
@@ -110,14 +182,17 @@ class Counters:
         "cancelled",
         "completed",
         "completed_mark",
-        "dur_max",
-        "dur_sum",
+        "duration",
         "failed",
+        "first_byte",
         "group",
+        "head",
         "interval_peak",
         "moment",
         "peak",
+        "queued",
         "rejected",
+        "responses",
         "untimed",
     )
 
@@ -130,41 +205,63 @@ class Counters:
         self.failed = 0
         self.cancelled = 0
         self.rejected = 0
-        # Durations of the requests finished in this interval; their count is `completed`
-        # minus its value at the interval start and the finishes that had no start time.
-        self.dur_sum = 0.0
-        self.dur_max = 0.0
+        # The requests finished in this interval are `completed` less its value at the interval
+        # start; all but those that had no start time are in `duration`.
         self.completed_mark = 0
         self.untimed = 0
+        bounds = group.bounds
+        self.duration = _Recorder(bounds)
+        self.head = _Recorder(bounds)
+        self.first_byte = _Recorder(bounds)
+        self.queued = _Recorder(bounds)
+        # (method, status // 100, outcome) -> finished HTTP requests.
+        self.responses: dict[tuple[str, int, Outcome], int] = {}
         # The time-weighted mean of `active` needs its integral over the interval. Integrating by
         # parts, that integral is active(T)*T - active(t0)*t0 + sum(end times) - sum(start
         # times) of the changes in between: one subtraction per begin, one addition per finish.
         self.a0 = 0
         self.moment = 0.0
 
-    def end(self, started: float | None, now: float, outcome: Outcome) -> None:
-        """One finish; ``started`` is None for a finish paired by name (no duration)."""
+    def end(self, ticket: Ticket | None, now: float, outcome: Outcome) -> None:
+        """One finish; ``ticket`` is None for a finish paired by name (no duration)."""
         self.moment += now
         self.active -= 1
         self.completed += 1
-        self.group.active -= 1
+        group = self.group
+        group.active -= 1
         if outcome is _FAILED:
             self.failed += 1
         elif outcome is _CANCELLED:
             self.cancelled += 1
-        if started is None:
+        if ticket is None:
             self.untimed += 1
+            key = ("other", 0, outcome)
         else:
-            duration = now - started
-            self.dur_sum += duration
-            if duration > self.dur_max:
-                self.dur_max = duration
+            started = ticket.started
+            self.duration.add(now - started)
+            if ticket.head is not None:
+                self.head.add(ticket.head - started)
+            if ticket.first is not None:
+                self.first_byte.add(ticket.first - started)
+            if ticket.before is not None:
+                self.queued.add(ticket.before)
+            key = (ticket.method, ticket.status // 100, outcome)
+        if group.responses:
+            responses = self.responses
+            responses[key] = responses.get(key, 0) + 1
 
     def stats(self, now: float, interval: float, reset: bool) -> EndpointStats:
         """The figures a snapshot shows; ``reset`` starts a new interval."""
-        timed = self.completed - self.completed_mark - self.untimed
+        finished = self.completed - self.completed_mark
+        timed = finished - self.untimed
         # Clamped: float rounding in the sums must never show as a negative mean.
         area = max(self.active * now - self.a0 * (now - interval) + self.moment, 0.0)
+        duration, duration_all = self.duration.read(reset)
+        no: tuple[None, None] = (None, None)
+        http = self.group.responses
+        head = self.head.read(reset) if http else no
+        ttfb = self.first_byte.read(reset) if http else no
+        queued = self.queued.read(reset) if http else no
         stats = EndpointStats(
             active=self.active,
             peak=self.peak,
@@ -175,28 +272,68 @@ class Counters:
             failed=self.failed,
             cancelled=self.cancelled,
             rejected=self.rejected,
-            avg_ms=round(self.dur_sum / timed * 1000.0, 3) if timed else None,
-            max_ms=round(self.dur_max * 1000.0, 3) if timed else None,
+            avg_ms=round(duration.sum_s / timed * 1000.0, 3) if timed else None,
+            max_ms=duration.max_ms if timed else None,
+            rate=round(finished / interval, 3) if interval > 0 else 0.0,
+            duration=duration,
+            duration_all=duration_all,
+            responses={
+                f"{method} {_STATUS_CLASSES[status] if 0 <= status < 6 else 'none'} "
+                f"{outcome.value}": n
+                for (method, status, outcome), n in self.responses.items()
+            },
+            head=head[0],
+            head_all=head[1],
+            ttfb=ttfb[0],
+            ttfb_all=ttfb[1],
+            queued=queued[0],
+            queued_all=queued[1],
         )
         if reset:
             self.interval_peak = self.active
             self.a0 = self.active
             self.moment = 0.0
-            self.dur_sum = 0.0
-            self.dur_max = 0.0
             self.completed_mark = self.completed
             self.untimed = 0
         return stats
 
 
 class Ticket:
-    """One counted request. Made by ``begin``; ``finish`` closes it exactly once."""
+    """One counted request. Made by ``begin``; ``finish`` closes it exactly once.
 
-    __slots__ = ("_counters", "started")
+    An HTTP adapter tells it when the response head went out (:meth:`respond`), when the first
+    body byte did (:meth:`first_byte`), and how long the request queued before the
+    application (:meth:`waited_before`); each lands in its distribution as the request
+    finishes, so every distribution counts the same finished requests.
+    """
 
-    def __init__(self, counters: Counters | None, started: float) -> None:
+    __slots__ = ("_counters", "before", "first", "head", "method", "started", "status")
+
+    def __init__(self, counters: Counters | None, started: float, method: str = "") -> None:
         self._counters = counters
         self.started = started
+        self.method = method if method in METHODS else "other"
+        self.status = 0
+        self.head: float | None = None
+        self.first: float | None = None
+        self.before: float | None = None
+
+    def respond(self, status: int) -> None:
+        """The response head goes out now with ``status``; only the first call counts."""
+        counters = self._counters
+        if self.head is None and counters is not None:
+            self.head = counters.group.clock()
+            self.status = status
+
+    def first_byte(self) -> None:
+        """The first byte of the body goes out now (or the body ended empty); first call counts."""
+        counters = self._counters
+        if self.first is None and counters is not None:
+            self.first = counters.group.clock()
+
+    def waited_before(self, seconds: float) -> None:
+        """The request queued ``seconds`` before the application saw it (clamped at 0)."""
+        self.before = seconds if seconds > 0.0 else 0.0
 
     def finish(self, outcome: Outcome = Outcome.OK, unrouted: str = UNMATCHED) -> bool:
         """Close the request; returns False (and counts nothing) if it was already closed.
@@ -219,11 +356,11 @@ class Ticket:
             self._counters = None
             # Held twice by this thread: the collector ran this inside one of its sections.
             if lock._recursion_count() > 1:  # type: ignore[attr-defined]
-                guard.deferred.append((counters, self.started, now, outcome, unrouted))
+                guard.deferred.append((counters, self, now, outcome, unrouted))
             else:
                 if counters is group.unrouted:
                     counters = _route(counters, unrouted, now)
-                counters.end(self.started, now, outcome)
+                counters.end(self, now, outcome)
                 if guard.deferred:
                     guard.apply_deferred()
         finally:
@@ -307,6 +444,7 @@ class EndpointGroup:
         "_overflow_warned",
         "_unbalanced_reported",
         "active",
+        "bounds",
         "clock",
         "enabled",
         "endpoints",
@@ -314,13 +452,23 @@ class EndpointGroup:
         "kind",
         "max_endpoints",
         "peak",
+        "responses",
         "unrouted",
     )
 
-    def __init__(self, kind: str, max_endpoints: int, clock: Clock = perf_counter) -> None:
+    def __init__(
+        self,
+        kind: str,
+        max_endpoints: int,
+        clock: Clock = perf_counter,
+        bounds: tuple[float, ...] = DEFAULT_BUCKETS,
+    ) -> None:
         self.kind = kind
         self.max_endpoints = max_endpoints
         self.clock = clock
+        self.bounds = bounds
+        # Only HTTP requests have a method, a status and a response to time.
+        self.responses = kind == "http"
         self.enabled = True
         self.endpoints: dict[str, Counters] = {}
         self.active = 0
@@ -333,7 +481,7 @@ class EndpointGroup:
 
     # -- the request path ---------------------------------------------------------------------
 
-    def begin(self, name: str) -> Ticket:
+    def begin(self, name: str, method: str = "") -> Ticket:
         """Count a request to ``name`` as active; returns the ticket that ends it."""
         if not self.enabled:
             return _CLOSED
@@ -351,9 +499,9 @@ class EndpointGroup:
                 guard.apply_deferred()
         finally:
             lock.release()
-        return Ticket(counters, now)
+        return Ticket(counters, now, method)
 
-    def admit(self) -> Ticket:
+    def admit(self, method: str = "") -> Ticket:
         """Count a request as active before its endpoint is known; ``ticket.route(name)``
         names it when the application's router has chosen, and a ticket never routed
         finishes under ``<unmatched>``. Until then it is active in the group, in no endpoint.
@@ -372,7 +520,7 @@ class EndpointGroup:
                 guard.apply_deferred()
         finally:
             lock.release()
-        return Ticket(unrouted, now)
+        return Ticket(unrouted, now, method)
 
     def increment(self, name: str) -> None:
         """``begin`` without keeping the ticket, for callers that pair by name (``decrement``)."""
@@ -391,15 +539,19 @@ class EndpointGroup:
         self._report_unbalanced(name)
         return False
 
-    def abandon(self, name: str) -> None:
-        """Count a request whose client left before it became active: in ``total`` and
-        ``completed`` as cancelled, never in ``active`` or a peak, with no duration."""
+    def abandon(self, name: str, waited: float, method: str = "") -> None:
+        """Count a request whose client left after ``waited`` seconds, before it became
+        active: in ``total`` and ``completed`` as cancelled, never in ``active`` or a peak;
+        its duration is the wait."""
         if self.enabled:
             with _guard:
                 counters = self._counters(name)
                 counters.completed += 1
                 counters.cancelled += 1
-                counters.untimed += 1
+                counters.duration.add(waited if waited > 0.0 else 0.0)
+                if self.responses:
+                    key = (method if method in METHODS else "other", 0, _CANCELLED)
+                    counters.responses[key] = counters.responses.get(key, 0) + 1
 
     def reject(self, name: str) -> None:
         """Count a request turned away before it became active."""
@@ -623,14 +775,16 @@ class ConcurrencyMonitor:
         enabled: bool = True,
         max_endpoints: int = DEFAULT_MAX_ENDPOINTS,
         clock: Clock = perf_counter,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
     ) -> None:
         if max_endpoints < 1:
             raise ValueError("max_endpoints must be at least 1")
         self.max_endpoints = max_endpoints
         self.clock = clock
-        self.http = EndpointGroup("http", max_endpoints, clock)
-        self.websocket = EndpointGroup("websocket", max_endpoints, clock)
-        self.background = EndpointGroup("background", max_endpoints, clock)
+        self.buckets = check_bounds(buckets)
+        self.http = EndpointGroup("http", max_endpoints, clock, self.buckets)
+        self.websocket = EndpointGroup("websocket", max_endpoints, clock, self.buckets)
+        self.background = EndpointGroup("background", max_endpoints, clock, self.buckets)
         self._groups = (self.http, self.websocket, self.background)
         self.enabled = enabled
         self.host = socket.gethostname()
@@ -828,6 +982,8 @@ class ConcurrencyMonitor:
             peak=peak,
             interval_peak=interval_peak,
             avg_active=round(sum(e.avg_active for e in values), 3),
+            rate=round(sum(e.rate for e in values), 3),
+            buckets_s=self.buckets,
             total=sum(e.total for e in values) + routing,
             completed=sum(e.completed for e in values),
             failed=sum(e.failed for e in values),
@@ -874,7 +1030,9 @@ def after_fork_in_child() -> None:
 
 
 __all__ = [
+    "DEFAULT_BUCKETS",
     "DEFAULT_MAX_ENDPOINTS",
+    "METHODS",
     "OVERFLOW_NAME",
     "Clock",
     "ConcurrencyMonitor",

@@ -2,21 +2,44 @@
 
 A snapshot is the only thing that leaves the counting state: sinks, exporters, the CLI and the
 JSON endpoint all read snapshots and nothing else, so the counting code never has to know who is
-looking. ``to_dict()`` produces the documented ``concmon.snapshot/1`` shape and ``from_dict()``
-reads it back; both are exact inverses, which is what lets the log file, the JSON-lines file and
+looking. ``to_dict()`` produces the documented ``concmon.snapshot/2`` shape and ``from_dict()``
+reads it back (and the older ``concmon.snapshot/1``, which had no distributions); both are exact
+inverses, which is what lets the log file, the JSON-lines file and
 the live endpoint be compared number for number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
-SCHEMA = "concmon.snapshot/1"
+SCHEMA = "concmon.snapshot/2"
+OLDER_SCHEMAS: Final = ("concmon.snapshot/1",)
+"""Shapes ``from_dict`` still reads: without distributions, rates or responses."""
+
+DISTRIBUTIONS: Final = ("duration", "head", "ttfb", "queued")
+"""The distributions an endpoint may carry, each over the interval and (``<name>_all``) the
+lifetime: the request's duration, the time to the response head, the time to the first body
+byte, and the time queued before the application (from ``X-Request-Start``)."""
+
+QUANTILES: Final = (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
 
 
-class EndpointDict(TypedDict):
+class DistributionDict(TypedDict):
+    count: int
+    sum_s: float
+    max_s: float | None
+    max_ms: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    buckets: list[int]
+
+
+class EndpointDict(TypedDict, total=False):
     active: int
     peak: int
     interval_peak: int
@@ -29,6 +52,16 @@ class EndpointDict(TypedDict):
     avg_ms: float | None
     max_ms: float | None
     lost: int
+    rate: float
+    duration: DistributionDict
+    duration_all: DistributionDict
+    head: DistributionDict
+    head_all: DistributionDict
+    ttfb: DistributionDict
+    ttfb_all: DistributionDict
+    queued: DistributionDict
+    queued_all: DistributionDict
+    responses: dict[str, int]
 
 
 class QueueDict(TypedDict):
@@ -74,6 +107,8 @@ class SnapshotDict(TypedDict):
     system: SystemDict
     sink_errors: dict[str, int]
     lost: int
+    rate: float
+    buckets_s: list[float]
 
 
 WORKERS_SUFFIX: Final = "/workers"
@@ -84,7 +119,145 @@ WORKERS_SCHEMA: Final = "concmon.workers/1"
 
 
 class SnapshotFormatError(ValueError):
-    """Raised when a mapping does not have the ``concmon.snapshot/1`` shape."""
+    """Raised when a mapping does not have the ``concmon.snapshot/2`` shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """How many values fell in each bucket, their sum and their maximum.
+
+    ``counts[i]`` counts the values ``v`` with ``bounds[i-1] < v <= bounds[i]`` (the last count
+    is above every bound), as Prometheus buckets do, but not cumulated. Two distributions on the
+    same bounds add up exactly (:meth:`plus`), which is what lets workers and hosts be summed;
+    percentiles are estimated from the buckets, never stored.
+    """
+
+    bounds: tuple[float, ...] = ()
+    counts: tuple[int, ...] = (0,)
+    sum_s: float = 0.0
+    max_s: float | None = None
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q``-quantile in seconds, interpolated inside its bucket; None when empty.
+
+        Linear inside a bucket (the lower edge of the first bucket is 0), capped by the exact
+        maximum, so an estimate never exceeds a value that was really seen. A rank in the last
+        bucket, above every bound, is the maximum itself.
+        """
+        total = self.count
+        if not total:
+            return None
+        rank = q * total
+        below = 0
+        for i, n in enumerate(self.counts):
+            if n and below + n >= rank:
+                if i == len(self.bounds):
+                    return self.max_s
+                lower = self.bounds[i - 1] if i else 0.0
+                value = lower + (self.bounds[i] - lower) * max(rank - below, 0.0) / n
+                return value if self.max_s is None else min(value, self.max_s)
+            below += n
+        return self.max_s  # pragma: no cover - the loop always finds the rank
+
+    def quantile_ms(self, q: float) -> float | None:
+        value = self.quantile(q)
+        return None if value is None else round(value * 1000.0, 3)
+
+    @property
+    def p50_ms(self) -> float | None:
+        return self.quantile_ms(0.5)
+
+    @property
+    def p90_ms(self) -> float | None:
+        return self.quantile_ms(0.9)
+
+    @property
+    def p99_ms(self) -> float | None:
+        return self.quantile_ms(0.99)
+
+    @property
+    def max_ms(self) -> float | None:
+        return None if self.max_s is None else round(self.max_s * 1000.0, 3)
+
+    @property
+    def mean_s(self) -> float | None:
+        total = self.count
+        return self.sum_s / total if total else None
+
+    def plus(self, other: Distribution) -> Distribution:
+        """Both together; raises ValueError when both have values on different bounds."""
+        if not other.count:
+            return self
+        if not self.count:
+            return other
+        if self.bounds != other.bounds:
+            raise ValueError("distributions on different buckets cannot be added")
+        maxima = [m for m in (self.max_s, other.max_s) if m is not None]
+        return Distribution(
+            self.bounds,
+            tuple(a + b for a, b in zip(self.counts, other.counts, strict=True)),
+            self.sum_s + other.sum_s,
+            max(maxima) if maxima else None,
+        )
+
+    def minus(self, earlier: Distribution) -> Distribution:
+        """What was added since ``earlier`` (a reading of the same lifetime distribution).
+
+        The maximum of the difference is not known; it stays this distribution's.
+        """
+        if not earlier.count or self.bounds != earlier.bounds:
+            return self
+        counts = tuple(max(a - b, 0) for a, b in zip(self.counts, earlier.counts, strict=True))
+        return Distribution(self.bounds, counts, max(self.sum_s - earlier.sum_s, 0.0), self.max_s)
+
+    def to_dict(self) -> DistributionDict:
+        return {
+            "count": self.count,
+            "sum_s": self.sum_s,
+            "max_s": self.max_s,
+            "max_ms": self.max_ms,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "p99_ms": self.p99_ms,
+            "buckets": list(self.counts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], bounds: tuple[float, ...]) -> Distribution:
+        counts = data.get("buckets")
+        if not isinstance(counts, list) or len(counts) != len(bounds) + 1:
+            raise SnapshotFormatError(
+                f"'buckets' must list {len(bounds) + 1} counts, one per bucket of 'buckets_s'"
+            )
+        return cls(
+            bounds,
+            tuple(_int({"n": n}, "n") for n in counts),
+            _float(data, "sum_s"),
+            _opt_float(data, "max_s"),
+        )
+
+
+def check_bounds(bounds: Sequence[float]) -> tuple[float, ...]:
+    """``bounds`` as bucket bounds: finite, above 0, strictly increasing, at most 64.
+
+    Raises ValueError naming what is wrong.
+    """
+    values = tuple(float(b) for b in bounds)
+    if not values:
+        raise ValueError("at least one bucket bound is needed")
+    if len(values) > 64:
+        raise ValueError(f"at most 64 bucket bounds, got {len(values)}")
+    for value in values:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"bucket bounds must be finite seconds above 0, got {value!r}")
+    for low, high in itertools.pairwise(values):
+        if high <= low:
+            raise ValueError(f"bucket bounds must increase, got {low!r} then {high!r}")
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +270,11 @@ class EndpointStats:
     ``max_ms`` describe the requests that finished in the interval (``None`` when none did).
     ``lost`` counts requests a worker had in flight when it died (killed, out of memory): only
     a host view (:mod:`concmon.host`) finds them, and counts them in ``completed``.
+
+    ``rate`` is the requests finished per second over the interval. The distributions (see
+    :data:`DISTRIBUTIONS`) are ``None`` where nothing records them (a WebSocket has no time to
+    first byte); ``responses`` counts finished HTTP requests by ``"<METHOD> <status class>
+    <outcome>"`` (``"GET 2xx ok"``; ``none`` when no response head was sent).
     """
 
     active: int = 0
@@ -111,9 +289,24 @@ class EndpointStats:
     avg_ms: float | None = None
     max_ms: float | None = None
     lost: int = 0
+    rate: float = 0.0
+    duration: Distribution | None = None
+    duration_all: Distribution | None = None
+    head: Distribution | None = None
+    head_all: Distribution | None = None
+    ttfb: Distribution | None = None
+    ttfb_all: Distribution | None = None
+    queued: Distribution | None = None
+    queued_all: Distribution | None = None
+    responses: Mapping[str, int] = field(default_factory=dict)
+
+    def distribution(self, name: str, lifetime: bool = False) -> Distribution | None:
+        """The distribution called ``name`` (one of :data:`DISTRIBUTIONS`)."""
+        value: Distribution | None = getattr(self, f"{name}_all" if lifetime else name)
+        return value
 
     def to_dict(self) -> EndpointDict:
-        return {
+        data: EndpointDict = {
             "active": self.active,
             "peak": self.peak,
             "interval_peak": self.interval_peak,
@@ -126,10 +319,25 @@ class EndpointStats:
             "avg_ms": self.avg_ms,
             "max_ms": self.max_ms,
             "lost": self.lost,
+            "rate": self.rate,
         }
+        for name in DISTRIBUTIONS:
+            for key in (name, f"{name}_all"):
+                value: Distribution | None = getattr(self, key)
+                if value is not None:
+                    data[key] = value.to_dict()  # type: ignore[literal-required]
+        if self.responses:
+            data["responses"] = dict(self.responses)
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EndpointStats:
+    def from_dict(cls, data: Mapping[str, Any], bounds: tuple[float, ...] = ()) -> EndpointStats:
+        distributions = {
+            key: Distribution.from_dict(_mapping(data[key], key), bounds)
+            for name in DISTRIBUTIONS
+            for key in (name, f"{name}_all")
+            if data.get(key) is not None
+        }
         return cls(
             active=_int(data, "active"),
             peak=_int(data, "peak"),
@@ -143,6 +351,12 @@ class EndpointStats:
             avg_ms=_opt_float(data, "avg_ms"),
             max_ms=_opt_float(data, "max_ms"),
             lost=_int(data, "lost"),
+            rate=_float(data, "rate"),
+            responses={
+                _key(k): _int({"n": v}, "n")
+                for k, v in _mapping(data.get("responses", {}), "responses").items()
+            },
+            **distributions,
         )
 
 
@@ -246,9 +460,13 @@ class Snapshot:
     lost: int = 0
     """Requests in flight in workers that died, counted by a host view (part of
     ``completed``); always 0 in one process's own snapshot."""
+    rate: float = 0.0
+    """HTTP requests finished per second over the interval."""
+    buckets_s: tuple[float, ...] = ()
+    """The upper bounds (seconds) of every distribution's buckets."""
 
     def to_dict(self) -> SnapshotDict:
-        """The JSON-ready ``concmon.snapshot/1`` mapping (see docs/snapshot.md)."""
+        """The JSON-ready ``concmon.snapshot/2`` mapping (see docs/snapshot.md)."""
         return {
             "schema": SCHEMA,
             "timestamp": self.timestamp,
@@ -276,16 +494,23 @@ class Snapshot:
             "system": self.system.to_dict(),
             "sink_errors": dict(self.sink_errors),
             "lost": self.lost,
+            "rate": self.rate,
+            "buckets_s": list(self.buckets_s),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
-        """Read a ``concmon.snapshot/1`` mapping back; raises :class:`SnapshotFormatError`."""
+        """Read a ``concmon.snapshot/2`` (or ``/1``) mapping back; raises
+        :class:`SnapshotFormatError`."""
         if not isinstance(data, Mapping):
             raise SnapshotFormatError("a snapshot must be a JSON object")
-        if data.get("schema") != SCHEMA:
+        if data.get("schema") != SCHEMA and data.get("schema") not in OLDER_SCHEMAS:
             raise SnapshotFormatError(f"not a {SCHEMA} snapshot (schema={data.get('schema')!r})")
         try:
+            raw_bounds = data.get("buckets_s", [])
+            if not isinstance(raw_bounds, list):
+                raise SnapshotFormatError("'buckets_s' must be a list of seconds")
+            bounds = tuple(_float({"b": b}, "b") for b in raw_bounds)
             return cls(
                 timestamp=_str(data, "timestamp"),
                 pid=_int(data, "pid"),
@@ -305,9 +530,9 @@ class Snapshot:
                 queue_peak=_int(data, "queue_peak"),
                 routing=_int(data, "routing") if "routing" in data else 0,
                 saturation=_opt_float(data, "saturation"),
-                endpoints=_stats_map(data, "endpoints"),
-                websockets=_stats_map(data, "websockets"),
-                background=_stats_map(data, "background"),
+                endpoints=_stats_map(data, "endpoints", bounds),
+                websockets=_stats_map(data, "websockets", bounds),
+                background=_stats_map(data, "background", bounds),
                 queues={
                     _key(k): QueueStats.from_dict(_mapping(v, k))
                     for k, v in _mapping(data.get("queues", {}), "queues").items()
@@ -318,6 +543,8 @@ class Snapshot:
                     for k, v in _mapping(data.get("sink_errors", {}), "sink_errors").items()
                 },
                 lost=_int(data, "lost"),
+                rate=_float(data, "rate"),
+                buckets_s=bounds,
             )
         except (TypeError, KeyError) as exc:
             raise SnapshotFormatError(f"malformed snapshot: {exc}") from None
@@ -335,9 +562,11 @@ def _key(value: Any) -> str:
     return value
 
 
-def _stats_map(data: Mapping[str, Any], name: str) -> dict[str, EndpointStats]:
+def _stats_map(
+    data: Mapping[str, Any], name: str, bounds: tuple[float, ...]
+) -> dict[str, EndpointStats]:
     return {
-        _key(k): EndpointStats.from_dict(_mapping(v, k))
+        _key(k): EndpointStats.from_dict(_mapping(v, k), bounds)
         for k, v in _mapping(data.get(name, {}), name).items()
     }
 

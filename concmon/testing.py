@@ -56,6 +56,18 @@ def _check_stats(where: str, s: EndpointStats) -> list[str]:
             f"{where}: expected peak {s.peak} >= interval_peak {s.interval_peak} "
             f">= active {s.active}"
         )
+    timed = s.duration_all.count if s.duration_all is not None else None
+    if timed is not None and timed > s.completed - s.lost:
+        problems.append(f"{where}: {timed} durations for {s.completed - s.lost} finished")
+    for name in ("head_all", "ttfb_all"):
+        part = getattr(s, name)
+        if part is not None and timed is not None and part.count > timed:
+            problems.append(f"{where}: {name} counts {part.count} of {timed} finished")
+    if s.responses and sum(s.responses.values()) + s.lost != s.completed:
+        problems.append(
+            f"{where}: responses add up to {sum(s.responses.values())}, "
+            f"not completed {s.completed} less lost {s.lost}"
+        )
     return problems
 
 

@@ -392,6 +392,7 @@ class ConcMonMiddleware:
         monitor = self._monitor()
         # A client waiting for "100 Continue" would be told to send its body by a read.
         watch = None if _header(scope, b"expect") else ClientWatch(receive)
+        arrived = group.clock()
         verdict = await gate.acquire(monitor, watch)
         if verdict is Verdict.ADMITTED:
             return receive if watch is None else watch.receive
@@ -402,7 +403,7 @@ class ConcMonMiddleware:
             monitor.reject(name)
             await self._reject(send)
         else:  # left while queued: ended cancelled without ever being active
-            group.abandon(name)
+            group.abandon(name, group.clock() - arrived, scope.get("method", ""))
         return None
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:

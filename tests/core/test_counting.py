@@ -193,11 +193,14 @@ def test_an_unrouted_request_at_a_reset_finishes_in_the_orphanage() -> None:
 
 def test_a_request_abandoned_before_admission_is_cancelled_and_never_active() -> None:
     """abandon() counts a client that left while queued: total and completed, cancelled, with
-    no moment of activity, so no peak moves."""
+    no moment of activity, so no peak moves; its wait is its duration, so the distribution
+    still counts every finished request."""
     monitor = ConcurrencyMonitor()
-    monitor.http.abandon("<unmatched>")
+    monitor.http.abandon("<unmatched>", 0.25, "GET")
     snap = check_balanced(monitor.snapshot())
     stats = snap.endpoints["<unmatched>"]
     assert (stats.total, stats.completed, stats.cancelled, stats.peak) == (1, 1, 1, 0)
     assert (snap.total, snap.peak, snap.active) == (1, 0, 0)
-    assert stats.avg_ms is None
+    assert stats.avg_ms == 250.0
+    assert stats.duration_all is not None and stats.duration_all.count == 1
+    assert stats.responses == {"GET none cancelled": 1}
