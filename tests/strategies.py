@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
-from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
+from concmon.monitor import DEFAULT_BUCKETS
+from concmon.snapshot import (
+    DISTRIBUTIONS,
+    Distribution,
+    EndpointStats,
+    QueueStats,
+    Snapshot,
+    SystemStats,
+)
 
 counts = st.integers(min_value=0, max_value=10**12)
 small = st.integers(min_value=0, max_value=10**6)
@@ -17,12 +25,40 @@ opt_reals = st.none() | reals
 names = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 
 
+# Bucket bounds: none (an older snapshot), the defaults, or any valid increasing set.
+bucket_bounds = st.one_of(
+    st.just(()),
+    st.just(DEFAULT_BUCKETS),
+    st.lists(
+        st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False),
+        min_size=1,
+        max_size=64,
+        unique=True,
+    ).map(lambda bounds: tuple(sorted(bounds))),
+)
+response_keys = st.builds(
+    "{} {} {}".format,
+    st.sampled_from(("GET", "POST", "HEAD", "other")),
+    st.sampled_from(("none", "1xx", "2xx", "3xx", "4xx", "5xx")),
+    st.sampled_from(("ok", "failed", "cancelled")),
+)
+
+
 @st.composite
-def endpoint_stats(draw: st.DrawFn) -> EndpointStats:
+def distributions(draw: st.DrawFn, bounds: tuple[float, ...]) -> Distribution:
+    """Any bucket counts on ``bounds`` (many empty buckets, as real ones have)."""
+    sparse = st.integers(0, 3).flatmap(lambda k: st.just(0) if k else counts)
+    values = draw(st.lists(sparse, min_size=len(bounds) + 1, max_size=len(bounds) + 1))
+    return Distribution(bounds, tuple(values), draw(reals), draw(opt_reals))
+
+
+@st.composite
+def endpoint_stats(draw: st.DrawFn, bounds: tuple[float, ...] = ()) -> EndpointStats:
     active = draw(small)
     completed = draw(counts)
     failed = draw(st.integers(0, completed))
     cancelled = draw(st.integers(0, completed - failed))
+    lost = draw(st.integers(0, completed - failed - cancelled))
     interval_peak = active + draw(small)
     return EndpointStats(
         active=active,
@@ -36,6 +72,14 @@ def endpoint_stats(draw: st.DrawFn) -> EndpointStats:
         rejected=draw(counts),
         avg_ms=draw(opt_reals),
         max_ms=draw(opt_reals),
+        lost=lost,
+        rate=draw(reals),
+        responses=draw(st.dictionaries(response_keys, counts, max_size=4)),
+        **{
+            key: draw(st.none() | distributions(bounds))
+            for name in DISTRIBUTIONS
+            for key in (name, f"{name}_all")
+        },
     )
 
 
@@ -57,7 +101,8 @@ timestamps = st.datetimes(
 
 @st.composite
 def snapshots(draw: st.DrawFn) -> Snapshot:
-    endpoints = draw(st.dictionaries(names, endpoint_stats(), max_size=5))
+    bounds = draw(bucket_bounds)
+    endpoints = draw(st.dictionaries(names, endpoint_stats(bounds), max_size=5))
     queues = draw(st.dictionaries(names, queue_stats, max_size=3))
     values = list(endpoints.values())
     routing = draw(small)
@@ -83,9 +128,12 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         routing=routing,
         saturation=draw(opt_reals),
         endpoints=endpoints,
-        websockets=draw(st.dictionaries(names, endpoint_stats(), max_size=2)),
-        background=draw(st.dictionaries(names, endpoint_stats(), max_size=2)),
+        websockets=draw(st.dictionaries(names, endpoint_stats(bounds), max_size=2)),
+        background=draw(st.dictionaries(names, endpoint_stats(bounds), max_size=2)),
         queues=queues,
         system=draw(system_stats),
         sink_errors=draw(st.dictionaries(names, counts, max_size=2)),
+        lost=draw(small),
+        rate=draw(reals),
+        buckets_s=bounds,
     )

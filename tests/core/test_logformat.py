@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from concmon import ConcurrencyMonitor, Snapshot, SystemStats
+from concmon import ConcurrencyMonitor, Outcome, Snapshot, SystemStats
 from concmon.logformat import (
     LogFormatError,
     ReportAssembler,
@@ -16,6 +17,7 @@ from concmon.logformat import (
     parse_line,
     parse_reports,
 )
+from concmon.testing import FakeClock
 from tests.strategies import snapshots
 
 
@@ -163,3 +165,99 @@ def test_json_and_log_agree() -> None:
     from_json = Snapshot.from_dict(json.loads(snapshot_line(snap)))
     from_log = parse_reports(format_report(snap).splitlines())[0][0]
     assert from_json == from_log == snap
+
+
+OLDER_REPORT = (
+    "2026-11-27T12:00:05.000123+00:00 pid=4242 [CONCURRENCY] Active: 4/12 Total: 256 "
+    "Completed: 252 Failed: 2 Cancelled: 1 Queue: 2 Routing: 0 Uptime: 125.0s IntervalPeak: 7 "
+    'AvgActive: 3.2 Rejected: 0 QueuePeak: 5 Interval: 5.0s Saturation: 0.5 Host: "web-1"\n'
+    '2026-11-27T12:00:05.000123+00:00 pid=4242 [ENDPOINTS] "/chat/completions" active=3 '
+    "peak=10 interval_peak=5 avg_active=2.5 total=100 completed=97 failed=1 cancelled=1 "
+    'rejected=0 avg_ms=812.4 max_ms=2950.1; ws:"/ws/feed" active=1 peak=1 interval_peak=1 '
+    "avg_active=1.0 total=1 completed=0 failed=0 cancelled=0 rejected=0 avg_ms=- max_ms=-; "
+    'queue:"gate" depth=2 peak=5 waited=40 wait_avg_ms=12.5 wait_max_ms=80.0\n'
+    "2026-11-27T12:00:05.000123+00:00 pid=4242 [SYSTEM] CPU: 45.2% Memory: 123.4MB "
+    "Threads: 12 FDs: 31 LoopLag: 0.8ms SinkErrors: {}\n"
+)
+
+
+def test_a_report_written_before_distributions_existed_still_parses() -> None:
+    """A report without rates, buckets, distributions or responses reads as a snapshot whose
+    new fields are empty, every older figure kept."""
+    parsed, skipped = parse_reports(OLDER_REPORT.splitlines())
+    assert skipped == 0
+    (snap,) = parsed
+    stats = snap.endpoints["/chat/completions"]
+    assert (snap.total, stats.completed, stats.avg_ms) == (256, 97, 812.4)
+    assert (snap.rate, snap.buckets_s, stats.rate, stats.responses) == (0.0, (), 0.0, {})
+    assert stats.duration is None and stats.ttfb_all is None
+    assert snap.websockets["/ws/feed"].active == 1
+
+
+def _streamed(clock: FakeClock) -> ConcurrencyMonitor:
+    """Twenty streamed answers: head after 50 ms, first byte after 0.3-2.2 s, done at +1 s."""
+    monitor = ConcurrencyMonitor(clock=clock)
+    for i in range(20):
+        ticket = monitor.http.begin("/chat/completions", "POST")
+        clock.advance(0.05)
+        ticket.respond(200 if i else 500)
+        clock.advance(0.25 + i * 0.1)
+        ticket.first_byte()
+        clock.advance(1.0)
+        ticket.finish(Outcome.OK if i else Outcome.FAILED)
+    return monitor
+
+
+def test_a_real_report_shows_percentiles_and_reads_back_its_buckets() -> None:
+    """A person reading the line sees p50/p90/p99 of the duration and the time to first byte;
+    the buckets, rate and responses read back exactly, only non-empty buckets written."""
+    clock = FakeClock()
+    monitor = _streamed(clock)
+    clock.advance(10.0)
+    snap = monitor.report_snapshot()
+    stats = snap.endpoints["/chat/completions"]
+    assert stats.duration is not None and stats.ttfb is not None
+    line = format_report(snap).splitlines()[1]
+    assert f" p50_ms={stats.duration.p50_ms!r} " in line
+    assert f" p99_ms={stats.duration.p99_ms!r} " in line
+    assert f" ttfb_p90_ms={stats.ttfb.p90_ms!r} " in line
+    assert f" rate={stats.rate!r} " in line
+    assert ' responses={"POST 2xx ok":19,"POST 5xx failed":1}' in line
+    written = line.split(" duration=")[1].split(" ")[0]
+    assert written.count(":") == sum(1 for n in stats.duration.counts if n)
+    head = format_report(snap).splitlines()[0]
+    assert " Rate: " in head and " Buckets: 0.001,0.0025," in head
+    parsed, skipped = parse_reports(format_report(snap).splitlines())
+    assert skipped == 0 and parsed == [snap]
+
+
+def test_a_bucket_past_the_last_bound_skips_the_report() -> None:
+    """An index past the report's buckets is damage: the report is skipped and counted."""
+    clock = FakeClock()
+    text = format_report(_streamed(clock).report_snapshot())
+    damaged = re.sub(r" duration=([^/]+)/([^/]+)/", r" duration=\1/\2/99:1,", text)
+    assert damaged != text
+    parsed, skipped = parse_reports(damaged.splitlines())
+    assert parsed == [] and skipped == 3
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        '"/a" active=0 peak=0 interval_peak=0 avg_active=0.0 total=0 completed=0 failed=0 '
+        "cancelled=0 rejected=0 avg_ms=- max_ms=- duration=1.0/-/1:2,1:3",
+        '"/a" active=0 peak=0 interval_peak=0 avg_active=0.0 total=0 completed=0 failed=0 '
+        "cancelled=0 rejected=0 avg_ms=- max_ms=- rate=1.0 rate=2.0",
+        '"/a" active=0 peak=0 interval_peak=0 avg_active=0.0 total=0 completed=0 failed=0 '
+        "cancelled=0 rejected=0 avg_ms=- max_ms=- colour=1",
+        '"/a" active=0 peak=0 interval_peak=0 avg_active=0.0 total=0 completed=0 failed=0 '
+        'cancelled=0 rejected=0 avg_ms=- max_ms=- responses={"GET 2xx ok":-1}',
+        '"/a" active=0 peak=0 interval_peak=0 avg_active=0.0 total=0 completed=0 failed=0 '
+        "cancelled=0 rejected=0 avg_ms=- max_ms=- ttfb=x/1/-",
+    ],
+)
+def test_damaged_new_fields_raise_format_error(entry: str) -> None:
+    """A bucket written twice, a repeated or unknown field, a negative response count or a
+    distribution that is not <sum>/<max>/<buckets> is a LogFormatError."""
+    with pytest.raises(LogFormatError):
+        parse_line(f"2026-11-27T12:00:00+00:00 pid=1 [ENDPOINTS] {entry}")
