@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from concmon import ConcurrencyMonitor, Outcome, Snapshot, Ticket
 from concmon.host import GONE_KEPT, Figures, HostView, combine, merge
-from concmon.snapshot import EndpointStats, QueueStats, SystemStats
-from concmon.testing import check_invariants
+from concmon.snapshot import Distribution, EndpointStats, QueueStats, SystemStats
+from concmon.testing import FakeClock, check_invariants
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 EP = "/chat/completions"
@@ -22,15 +22,23 @@ class Worker:
 
     def __init__(self, pid: int, started: float = -1000.0) -> None:
         self.pid, self.started = pid, started
-        self.monitor = ConcurrencyMonitor()
+        self.clock = FakeClock()
+        self.monitor = ConcurrencyMonitor(clock=self.clock)
         self.held: list[Ticket] = []
         self.last: Snapshot | None = None
 
     def work(self, ok: int = 0, failed: int = 0, hold: int = 0, release: int = 0) -> None:
+        """``ok`` requests of 20 ms, ``failed`` ones of 2 s (so they land in other buckets)."""
         for _ in range(ok):
-            self.monitor.http.begin(EP).finish()
+            ticket = self.monitor.http.begin(EP, "GET")
+            ticket.respond(200)
+            self.clock.advance(0.02)
+            ticket.finish()
         for _ in range(failed):
-            self.monitor.http.begin(EP).finish(Outcome.FAILED)
+            ticket = self.monitor.http.begin(EP, "POST")
+            ticket.respond(500)
+            self.clock.advance(2.0)
+            ticket.finish(Outcome.FAILED)
         self.held += [self.monitor.http.begin(EP) for _ in range(hold)]
         for _ in range(min(release, len(self.held))):
             self.held.pop().finish()
@@ -49,6 +57,18 @@ class Worker:
 
 def _counters(s: Snapshot) -> tuple[int, int, int, int]:
     return s.completed, s.failed, s.cancelled, s.rejected
+
+
+def _dist(s: Snapshot, name: str = "duration", lifetime: bool = True) -> Distribution:
+    """The endpoint's distribution, empty when it has none (yet)."""
+    stats = s.endpoints.get(EP)
+    found = stats.distribution(name, lifetime) if stats is not None else None
+    return found if found is not None else Distribution(s.buckets_s, (0,) * (len(s.buckets_s) + 1))
+
+
+def _responses(s: Snapshot) -> dict[str, int]:
+    stats = s.endpoints.get(EP)
+    return dict(stats.responses) if stats is not None else {}
 
 
 # -- merge: one rule for snapshots ------------------------------------------------------------
@@ -83,6 +103,42 @@ def test_merge_keeps_every_invariant_with_gone_workers_counted_for_totals_only(
         s.endpoints[EP].completed for s in workers if EP in s.endpoints
     ) + sum(s.endpoints[EP].active for s in gone if EP in s.endpoints)
     assert total.peak == sum(s.peak for s in live)
+
+
+def test_distributions_are_summed_bucket_by_bucket_interval_over_the_live_lifetime_over_all() -> (
+    None
+):
+    """Two live workers and a gone one: the interval's buckets add the live workers', the
+    lifetime's every worker's, bucket by bucket; responses add up over all."""
+    a, b, c = Worker(1), Worker(2), Worker(3)
+    a.work(ok=3, failed=1)
+    b.work(ok=2)
+    c.work(ok=1, failed=4)
+    live, gone = [a.report(at=5.0), b.report(at=5.0)], [c.report(at=4.0)]
+    host = check_invariants(merge(live, gone))
+    stats = host.endpoints[EP]
+    interval = [sum(n) for n in zip(*(_dist(w, lifetime=False).counts for w in live), strict=True)]
+    lifetime = [sum(n) for n in zip(*(_dist(w).counts for w in live + gone), strict=True)]
+    assert list(_dist(host, lifetime=False).counts) == interval
+    assert list(_dist(host).counts) == lifetime
+    assert _dist(host).count == 11 and _dist(host, lifetime=False).count == 6
+    assert _dist(host, "head").count == 11
+    assert stats.duration is not None and stats.duration.max_s == 2.0
+    assert stats.rate == round(sum(w.endpoints[EP].rate for w in live), 3)
+    assert stats.responses == {"GET 2xx ok": 6, "POST 5xx failed": 5}
+    assert host.buckets_s == a.monitor.snapshot().buckets_s
+
+
+def test_workers_on_different_buckets_have_no_summed_distribution() -> None:
+    """Two workers configured with different bounds: no sum would be true, so none is shown,
+    and the counters still add up."""
+    a, b = Worker(1), Worker(2)
+    b.monitor = ConcurrencyMonitor(clock=b.clock, buckets=(0.5, 5.0))
+    a.work(ok=1)
+    b.work(ok=1)
+    host = check_invariants(merge([a.report(at=1.0), b.report(at=1.0)]))
+    assert host.endpoints[EP].completed == 2
+    assert host.endpoints[EP].duration_all is None
 
 
 def test_one_live_worker_alone_is_returned_unchanged() -> None:
@@ -168,6 +224,10 @@ def test_a_retired_worker_keeps_its_totals_and_its_actives_leave() -> None:
     assert (total.active, total.completed, total.failed, total.lost) == (1, 11, 2, 3)
     assert total.endpoints[EP].completed == 11
     assert total.endpoints[EP].lost == 3
+    # The gone worker's lifetime buckets stay: every finished request once, none of the lost.
+    assert _dist(total).count == 11 - 3
+    assert _dist(total, lifetime=False).count == 0  # b finished nothing in its last interval
+    assert _responses(total) == {"GET 2xx ok": 6, "POST 5xx failed": 2}
 
 
 def test_a_reused_pid_is_a_new_worker_and_the_old_ones_totals_stay() -> None:
@@ -202,6 +262,11 @@ def test_a_slow_worker_that_reports_again_is_live_again_and_counted_once() -> No
     assert (total.completed, total.lost, total.active, view.retired) == (4, 1, 1, 0)
     assert total.completed - total.lost == 3
     assert total.total >= gone.total
+    # Its revived self counts past its gone self's lifetime buckets and responses: the two
+    # requests finished before the silence count once, the third once.
+    assert _dist(total).count == 3
+    assert _responses(total) == {"GET 2xx ok": 3}
+    assert all(n >= p for n, p in zip(_dist(total).counts, _dist(gone).counts, strict=True))
 
 
 def test_thousands_of_recycled_workers_keep_exact_totals_in_bounded_state() -> None:
@@ -241,14 +306,17 @@ _events = st.lists(
 def test_host_counters_never_decrease_whatever_the_workers_do(
     events: list[tuple[str, int] | tuple[str, int, float] | tuple[str, int, int, int, int, int]],
 ) -> None:
-    """Any mix of work, reports, silences, restarts and late reports: the host's counters only
-    grow, its active is the live workers' sum, and its totals are every worker's last report."""
+    """Any mix of work, reports, silences, restarts and late reports: the host's counters,
+    lifetime bucket counts and responses only grow, every finished request is in one bucket,
+    its active is the live workers' sum, and its totals are every worker's last report."""
     now = 0.0
     workers = [Worker(pid) for pid in (1, 2, 3)]
     everyone = list(workers)
     earlier: dict[int, Snapshot] = {}
     view = HostView()
     last = (0, 0, 0, 0)
+    last_buckets: tuple[int, ...] = ()
+    last_responses: dict[str, int] = {}
     for event in events:
         kind, index = event[0], event[1]
         worker = workers[index]
@@ -276,6 +344,14 @@ def test_host_counters_never_decrease_whatever_the_workers_do(
         counters = _counters(total)
         assert all(c >= p for c, p in zip(counters, last, strict=True)), (last, counters)
         last = counters
+        buckets = _dist(total).counts
+        if last_buckets:
+            assert all(b >= p for b, p in zip(buckets, last_buckets, strict=True)), buckets
+        assert all(_responses(total).get(k, 0) >= n for k, n in last_responses.items())
+        last_buckets, last_responses = buckets, _responses(total)
+        endpoint = total.endpoints.get(EP, EndpointStats())
+        assert _dist(total).count == endpoint.completed - endpoint.lost
+        assert sum(_responses(total).values()) == endpoint.completed - endpoint.lost
         assert total.active == sum(s.active for s in view.live())
     reported = [w.last for w in everyone if w.last is not None]
     if reported:
