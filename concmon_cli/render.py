@@ -212,6 +212,7 @@ def header(total: Snapshot, workers: Sequence[Snapshot], t: Thresholds) -> PairL
     ]
     if s.lost:  # in flight in a worker that died: shown when there are any
         requests.append(_pair("Lost", str(s.lost), _count_style(s.lost, CRIT)))
+    requests.append(_pair("Rate", f"{_rate(s.rate)}/s"))
     queue_peak = _peak(s.queue_peak, _summed(w.queue_peak for w in workers))
     process = [
         _pair(
@@ -354,16 +355,34 @@ ENDPOINT_COLUMNS = (
     Column("endpoint", 0),
     Column("active", 0),
     Column("peak ivl", 1),
-    Column("peak ever", 4),
+    Column("peak ever", 8),
     Column("total", 2),
-    Column("failed", 3),
-    Column("cancelled", 5),
-    Column("avg ms", 7),
-    Column("max ms", 6),
+    Column("failed", 7),
+    Column("cancelled", 9),
+    Column("avg ms", 11),
+    Column("max ms", 10),
+    Column("req/s", 3),
+    Column("p50 ms", 6),
+    Column("p99 ms", 4),
+    Column("ttfb p99 ms", 5),
 )
-"""The endpoint table's columns, in display order; ranks say which go first when narrow."""
+"""The endpoint table's columns, in display order (the newer ones last, so a script reading
+the rows finds the older ones where they were); ranks say which go first when narrow.
+
+The rate and the percentiles cover the interval (the buckets of the requests that finished
+since the previous report); the time to first byte is HTTP's only (``-`` for ``ws`` and ``bg``).
+"""
 
 PID_COLUMN = Column("pid", 0)
+
+
+def _rate(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _quantile(stats: EndpointStats, name: str, q: float) -> str:
+    found = stats.distribution(name)
+    return _ms(None if found is None else found.quantile_ms(q))
 
 
 def _endpoint_cells(name: Text, e: EndpointStats, t: Thresholds, bound: Bounds) -> list[Text]:
@@ -377,6 +396,10 @@ def _endpoint_cells(name: Text, e: EndpointStats, t: Thresholds, bound: Bounds) 
         Text(str(e.cancelled), style=_count_style(e.cancelled, WARN)),
         Text(_ms(e.avg_ms)),
         Text(_ms(e.max_ms)),
+        Text(_rate(e.rate)),
+        Text(_quantile(e, "duration", 0.5)),
+        Text(_quantile(e, "duration", 0.99)),
+        Text(_quantile(e, "ttfb", 0.99)),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from datetime import UTC, datetime
 
@@ -12,8 +13,9 @@ from rich.console import Console
 
 from concmon import ConcurrencyMonitor, Outcome, Snapshot
 from concmon.host import merge
+from concmon.testing import FakeClock
 from concmon_cli.main import cli
-from concmon_cli.render import Footer, Thresholds, view
+from concmon_cli.render import ENDPOINT_COLUMNS, Footer, Thresholds, endpoint_table, view
 from tests.cli.conftest import UPTIME_AT_NOW, at, write
 
 LONG = "/v1/organisations/{organisation_id}/projects/{project_id}/completions"
@@ -197,3 +199,105 @@ def test_show_escapes_names_read_from_a_log(tmp_path: object) -> None:
     assert len(rows) == len(NASTY)
     assert any(row.startswith("/a\\nActive 999  Total 999") for row in rows)
     assert any(row.startswith("/c[red]x[/red]") for row in rows)
+
+
+def streaming_worker(pid: int = PIDS[0]) -> Snapshot:
+    """A real monitor after a busy 10 s interval of streamed answers overlapping in time:
+    seconds-long durations, sub-second first bytes, tens of requests per second, on the
+    endpoint names an LLM proxy has."""
+    clock = FakeClock()
+    monitor = ConcurrencyMonitor(clock=clock)
+    events: list[tuple[float, int, str]] = []
+    tickets = {}
+    for i in range(400):
+        start = i * 0.02
+        name = ("/v1/chat/completions", "/v1/completions", "/health")[i % 3]
+        events += [
+            (start, i, name),
+            (start + 0.004, i, "respond"),
+            (start + 0.05 + (i % 40) * 0.02, i, "first_byte"),
+            (start + 0.5 + (i % 50) * 0.03, i, "finish"),
+        ]
+    for when, i, what in sorted(events):
+        clock.advance(max(when - (clock() - 1000.0), 0.0))
+        if what == "respond":
+            tickets[i].respond(200 if i % 17 else 503)
+        elif what == "first_byte":
+            tickets[i].first_byte()
+        elif what == "finish":
+            tickets[i].finish(Outcome.OK if i % 17 else Outcome.FAILED)
+        else:
+            tickets[i] = monitor.http.begin(what, "POST")
+    monitor.http.begin("/v1/chat/completions")
+    monitor.websocket.begin("/ws/feed").finish()
+    clock.advance(1.0)
+    return dataclasses.replace(
+        monitor.report_snapshot(), pid=pid, timestamp=at(0), uptime_s=UPTIME_AT_NOW
+    )
+
+
+WIDTHS = (60, 70, 80, 90, 100, 120, 160)
+
+
+def shown_columns(snapshot: Snapshot, width: int, terminal: bool) -> list[str]:
+    table = endpoint_table(snapshot, Thresholds(), terminal)
+    return [table.columns[i].name for i in table.layout(width)[0]]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("terminal", [False, True])
+def test_latency_columns_are_whole_or_absent_at_every_width(width: int, terminal: bool) -> None:
+    """Rate and interval percentiles at 60-160 columns: each header shown is whole, each row
+    carries every shown column's value whole (as the snapshot's buckets give it), and no
+    line is wider than the terminal."""
+    snap = streaming_worker()
+    out = render(width, [snap], per_worker=False, terminal=terminal)
+    shown = shown_columns(snap, width, terminal)
+    lines = out.splitlines()
+    assert all(len(line) <= width for line in lines), width
+    assert "…" not in out
+    head = next(line for line in lines if line.startswith("endpoint"))
+    assert head.split() == " ".join(shown).split()  # every header whole, in order
+    for name, stats in snap.endpoints.items():
+        row = next(line for line in lines if line.startswith(name + " "))
+        duration, ttfb = stats.duration, stats.ttfb
+        assert duration is not None and ttfb is not None
+        cells = {
+            "active": str(stats.active),
+            "total": str(stats.total),
+            "req/s": f"{stats.rate:.1f}",
+            "p50 ms": f"{duration.p50_ms:.1f}",
+            "p99 ms": f"{duration.p99_ms:.1f}",
+            "ttfb p99 ms": f"{ttfb.p99_ms:.1f}",
+        }
+        values = dict(zip(shown[1:], row.split()[1:], strict=True))
+        for column, value in values.items():
+            if column in cells:
+                assert value == cells[column], (column, row)
+
+
+def test_at_80_columns_rate_and_tail_latency_show_and_wider_shows_more() -> None:
+    """At 80 columns, with a 20-cell endpoint name, the rate, p99 and TTFB p99 are shown
+    beside active, the interval peak and the total; p50 and the rest come back as the
+    terminal widens, and a column once shown stays at every greater width."""
+    snap = streaming_worker()
+    at_80 = shown_columns(snap, 80, terminal=True)
+    for column in ("endpoint", "active", "peak ivl", "total", "req/s", "p99 ms", "ttfb p99 ms"):
+        assert column in at_80
+    assert "p50 ms" in shown_columns(snap, 100, terminal=True)
+    assert len(shown_columns(snap, 160, terminal=True)) == len(ENDPOINT_COLUMNS)
+    for terminal in (False, True):
+        for narrow, wide in itertools.pairwise(WIDTHS):
+            assert set(shown_columns(snap, narrow, terminal)) <= set(
+                shown_columns(snap, wide, terminal)
+            )
+
+
+def test_websockets_have_no_time_to_first_byte_and_the_header_shows_the_rate() -> None:
+    """A WebSocket row reads ``-`` for the time to first byte; the header gives the host's
+    requests per second over the interval."""
+    snap = streaming_worker()
+    out = render(200, [snap], per_worker=False, terminal=False)
+    row = next(line for line in out.splitlines() if line.startswith("ws /ws/feed"))
+    assert row.split()[-1] == "-"
+    assert f"Rate {snap.rate:.1f}/s" in out.splitlines()[0]
