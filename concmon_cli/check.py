@@ -8,14 +8,21 @@ separated by spaces, so graphers can plot each figure with its thresholds.
 The failure rate is taken over the last interval (the difference between each worker's two
 latest reports) when the source holds two reports per worker, and over the process lifetime
 otherwise, so a burst of errors an hour ago does not keep an alert firing forever.
+
+Little's law (``--warn-littles-law`` / ``--max-littles-law``, off unless asked) is checked on
+each live worker's own report, whose interval is one span of time (see
+:mod:`concmon.littles_law`); the figure is the worst endpoint's unexplained concurrency, in
+requests, so 1 is about one request stuck for a whole interval.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from concmon.host import HostView
+from concmon.littles_law import LittleCheck, check_littles_law
 from concmon.snapshot import Snapshot
 from concmon_cli.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, CliError
 
@@ -47,6 +54,10 @@ class Threshold:
     def limit(self, state: State) -> float | None:
         return self.crit if state == "CRITICAL" else self.warn
 
+    @property
+    def checks(self) -> bool:
+        return self.warn is not None or self.crit is not None
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -55,6 +66,7 @@ class Limits:
     failed_rate: Threshold = Threshold()
     loop_lag_ms: Threshold = Threshold()
     age_s: Threshold = Threshold()
+    littles_law: Threshold = Threshold()
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class Verdict:
     age_s: float | None
     limits: Limits
     findings: tuple[Finding, ...]
+    littles_law: tuple[int, LittleCheck] | None = None
+    """The worst (pid, endpoint check) of the live workers, when Little's law is checked."""
 
     @property
     def state(self) -> State:
@@ -91,7 +105,13 @@ class Verdict:
     def with_finding(self, finding: Finding, *, first: bool = False) -> Verdict:
         findings = (finding, *self.findings) if first else (*self.findings, finding)
         return Verdict(
-            self.total, self.failed_rate, self.rate_scope, self.age_s, self.limits, findings
+            self.total,
+            self.failed_rate,
+            self.rate_scope,
+            self.age_s,
+            self.limits,
+            findings,
+            self.littles_law,
         )
 
     def line(self) -> str:
@@ -127,6 +147,10 @@ class Verdict:
         ]
         if self.age_s is not None:
             items.append(_perf("age", round(self.age_s, 1), "s", lim.age_s))
+        if lim.littles_law.checks:
+            worst = self.littles_law
+            value = None if worst is None else worst[1].unexplained
+            items.append(_perf("littles_law", value, "", lim.littles_law))
         return " ".join(items)
 
 
@@ -161,6 +185,13 @@ def failed_rate(workers: HostView) -> tuple[float, str]:
     return (total.failed / total.completed if total.completed else 0.0), "lifetime"
 
 
+def worst_littles_law(workers: HostView) -> tuple[int, LittleCheck] | None:
+    """The endpoint of a live worker furthest from Little's law, with the worker's pid; None
+    when no report can be checked (no interval, or written before durations had buckets)."""
+    checks = [(s.pid, c) for s in workers.live() for c in check_littles_law(s)]
+    return max(checks, key=lambda pc: pc[1].unexplained, default=None)
+
+
 def _host(workers: HostView) -> Snapshot:
     total = workers.total()
     if total is None:
@@ -189,4 +220,17 @@ def evaluate(workers: HostView, limits: Limits, age_s: float | None = None) -> V
     judge(limits.loop_lag_ms, lag, f"loop lag {lag or 0:.1f}ms", "ms")
     if age_s is not None:
         judge(limits.age_s, age_s, f"latest report is {age_s:.0f}s old", "s")
-    return Verdict(total, rate, scope, age_s, limits, tuple(findings))
+    worst = worst_littles_law(workers) if limits.littles_law.checks else None
+    if worst is not None:
+        pid, little = worst
+        # A name may hold anything; as a JSON string it stays on the line, and "|" would end
+        # the text where the perfdata begins.
+        name = json.dumps(little.endpoint, ensure_ascii=True).replace("|", "\\u007c")
+        judge(
+            limits.littles_law,
+            little.unexplained,
+            f"Little's law: {name} (pid {pid}) has {little.unexplained:g} requests "
+            f"of concurrency unexplained (mean {little.mean_active:g} active, "
+            f"rate x mean duration {little.explained:.3g})",
+        )
+    return Verdict(total, rate, scope, age_s, limits, tuple(findings), worst)

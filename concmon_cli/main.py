@@ -491,6 +491,12 @@ def _threshold_options(fn: F) -> F:
         ),
         ("loop-lag", click.FloatRange(min=0.0), "this loop lag (ms)"),
         ("age", click.STRING, "this age of the latest report (e.g. 30s)"),
+        (
+            "littles-law",
+            click.FloatRange(min=0.0),
+            "this many requests of concurrency Little's law leaves unexplained "
+            "(stuck or not accounted; see docs/cli.md)",
+        ),
     ]
     for name, kind, what in reversed(figures):
         fn = click.option(f"--max-{name}", type=kind, help=f"CRITICAL above {what}.")(fn)
@@ -540,6 +546,7 @@ def _check(source: str | None, kind: str, stale_intervals: float, opts: dict[str
         failed_rate=threshold("failed-rate"),
         loop_lag_ms=threshold("loop-lag"),
         age_s=threshold("age"),
+        littles_law=threshold("littles-law"),
     )
     misconfigured = _misconfiguration()
     try:

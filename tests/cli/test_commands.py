@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from concmon import get_runtime, init_monitor, shutdown_monitor
+from concmon import ConcurrencyMonitor, Snapshot, get_runtime, init_monitor, shutdown_monitor
+from concmon.testing import FakeClock
 from concmon_cli.main import cli
-from tests.cli.conftest import busy_snapshot, write
+from tests.cli.conftest import at, busy_snapshot, write
 
 
 def run(*args: str) -> Result:
@@ -266,3 +268,58 @@ def test_show_names_requests_lost_in_a_worker_that_went(tmp_path: Path) -> None:
     out = run("show", str(path)).stdout
     assert "Lost 7" in out
     assert out.splitlines()[0].startswith("Active 1  Peak this interval ")
+
+
+def _stuck_report(stuck: int, name: str = "/v1/chat/completions") -> Snapshot:
+    """A real monitor's 10 s interval of 50 ms requests, with ``stuck`` requests in flight
+    since before it began."""
+    clock = FakeClock()
+    monitor = ConcurrencyMonitor(clock=clock)
+    for _ in range(stuck):
+        monitor.http.begin(name, "GET")
+    monitor.report_snapshot()
+    for _ in range(100):
+        ticket = monitor.http.begin(name, "GET")
+        clock.advance(0.05)
+        ticket.finish()
+        clock.advance(0.05)
+    return dataclasses.replace(monitor.report_snapshot(), timestamp=at(0), uptime_s=100.0)
+
+
+@pytest.mark.parametrize(
+    ("stuck", "options", "code", "start"),
+    [
+        (0, ("--warn-littles-law", "0.5"), 0, "OK"),
+        (2, (), 0, "OK"),
+        (2, ("--warn-littles-law", "0.5"), 1, 'WARNING - Little\'s law: "/v1/chat/completions"'),
+        (2, ("--warn-littles-law", "0.5", "--max-littles-law", "1.5"), 2, "CRITICAL - Little"),
+    ],
+)
+def test_check_flags_stuck_requests_by_littles_law_when_asked(
+    tmp_path: Path, stuck: int, options: tuple[str, ...], code: int, start: str
+) -> None:
+    """Two requests in flight all interval, longer than any that finished: unexplained
+    concurrency past the threshold warns or is critical; without the option nothing changes;
+    the perfdata item is there when asked."""
+    path = write(tmp_path / "c.log", [_stuck_report(stuck)])
+    result = run("check", str(path), *options)
+    assert result.exit_code == code, result.stdout
+    assert result.stdout.startswith(start), result.stdout
+    perfdata = result.stdout.partition(" | ")[2].split()
+    labels = [item.split("=")[0] for item in perfdata]
+    assert ("littles_law" in labels) == bool(options), perfdata
+    if code:
+        assert "requests of concurrency unexplained" in result.stdout
+        value = float(perfdata[-1].split("=")[1].split(";")[0])
+        assert 1.8 < value <= 2.0
+        assert perfdata[-1].endswith(";0.5;1.5;0" if code == 2 else ";0.5;;0")
+
+
+def test_a_littles_law_finding_keeps_an_odd_name_on_one_line(tmp_path: Path) -> None:
+    """An endpoint name with a newline and a bar stays inside the status text."""
+    path = write(tmp_path / "c.log", [_stuck_report(2, name="/a|b\nCRITICAL")])
+    result = run("check", str(path), "--warn-littles-law", "0.5")
+    assert result.exit_code == 1
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stdout.count("|") == 1
+    assert '"/a\\u007cb\\nCRITICAL"' in result.stdout
