@@ -3,8 +3,9 @@
 Everything runs in this process on 127.0.0.1: uvicorn serves the demo proxy (counted by the
 ASGI middleware) on an ephemeral port in a thread, an asyncio httpx client drives waves of
 requests at it from another thread, and the main thread draws the same table ``watch`` draws,
-read from the app's own ``/concurrency`` endpoint. It stops by itself after ``duration``
-seconds, or on Ctrl-C, and always shuts the server and the clients down before returning.
+read from the app's own ``/concurrency`` endpoint (its rate and percentile columns included).
+It stops by itself after ``duration`` seconds, or on Ctrl-C, and always shuts the server and
+the clients down before returning.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rich.console import Console, Group
 from rich.text import Text
 
 from concmon.host import HostView
-from concmon.snapshot import Snapshot
+from concmon.snapshot import Distribution, Snapshot
 from concmon_cli.errors import CliError
 from concmon_cli.extras import require
 from concmon_cli.render import Footer, Thresholds, view
@@ -70,8 +71,30 @@ class LoadStats:
                 self.unsent += 1
 
 
+def _lifetime(final: Snapshot, name: str) -> Distribution | None:
+    """One distribution over every endpoint of the run (they share the monitor's buckets)."""
+    total: Distribution | None = None
+    for stats in final.endpoints.values():
+        part = stats.distribution(name, lifetime=True)
+        if part is not None:
+            total = part if total is None else total.plus(part)
+    return total
+
+
+def _latency(final: Snapshot) -> str:
+    """The run's latency as the server's buckets estimate it, or nothing before any finished."""
+    duration, ttfb = _lifetime(final, "duration"), _lifetime(final, "ttfb")
+    if duration is None or not duration.count:
+        return ""
+    text = f" Requests took p50 {duration.p50_ms:.0f} ms, p99 {duration.p99_ms:.0f} ms"
+    if ttfb is not None and ttfb.count:
+        text += f"; first byte p99 {ttfb.p99_ms:.0f} ms"
+    return text + "."
+
+
 def summary(stats: LoadStats, final: Snapshot) -> str:
-    """The closing line: the clients' requests, each way they ended named, then the server's."""
+    """The closing line: the clients' requests, each way they ended named, then the server's,
+    then its latency percentiles over the whole run."""
     return (
         f"demo over: the clients started {stats.started} requests: {stats.answered} answered "
         f"({stats.answered_failed} with an error), {stats.cancelled} cancelled in flight, "
@@ -79,6 +102,7 @@ def summary(stats: LoadStats, final: Snapshot) -> str:
         f"The server counted {final.total}: {final.completed} completed "
         f"({final.failed} failed, {final.cancelled} cancelled), {final.active} still active, "
         f"peak {final.peak} at once; the upstream queue peaked at {stats.queue_peak} waiting."
+        f"{_latency(final)}"
     )
 
 
