@@ -605,7 +605,7 @@ def _opt_float(data: Mapping[str, Any], name: str) -> float | None:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``concmon.snapshot/1``, shipped with the package."""
+    """The JSON Schema of ``concmon.snapshot/2``, shipped with the package."""
     import json
     from importlib.resources import files
 

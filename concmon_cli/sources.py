@@ -55,7 +55,8 @@ class LogDecoder:
 
 
 class JsonLinesDecoder:
-    """One ``concmon.snapshot/1`` object per line; anything else is counted as skipped."""
+    """One ``concmon.snapshot/2`` (or older ``/1``) object per line; anything else is counted
+    as skipped."""
 
     def __init__(self) -> None:
         self.skipped = 0

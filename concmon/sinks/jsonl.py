@@ -1,4 +1,8 @@
-"""The ``jsonl`` sink: one ``concmon.snapshot/1`` JSON object per line."""
+"""The ``jsonl`` sink: one ``concmon.snapshot/2`` JSON object per line.
+
+Each line carries the whole snapshot, distributions with every bucket count included, so a
+reader adds workers up or takes percentiles exactly as from the live endpoint.
+"""
 
 from __future__ import annotations
 

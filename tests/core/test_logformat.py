@@ -261,3 +261,20 @@ def test_damaged_new_fields_raise_format_error(entry: str) -> None:
     distribution that is not <sum>/<max>/<buckets> is a LogFormatError."""
     with pytest.raises(LogFormatError):
         parse_line(f"2026-11-27T12:00:00+00:00 pid=1 [ENDPOINTS] {entry}")
+
+
+def test_the_documented_example_report_parses_and_writes_back_as_shown() -> None:
+    """The three lines of docs/log-format.md read as one report, and writing that report gives
+    the same lines: the documented percentiles are the ones its buckets give."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "log-format.md").read_text("utf-8")
+    lines = [line for line in page.splitlines() if line.startswith("2026-11-27T12:00:05")]
+    assert len(lines) == 3
+    parsed, skipped = parse_reports(lines)
+    assert skipped == 0
+    (snap,) = parsed
+    assert format_report(snap).splitlines() == lines
+    stats = snap.endpoints["/chat/completions"]
+    assert stats.duration is not None and stats.duration.count == 16
+    assert sum(stats.responses.values()) == stats.completed
