@@ -54,8 +54,8 @@ def test_scrape_reads_the_monitor_live_not_the_last_report() -> None:
     tickets[2].finish(Outcome.FAILED)
     samples = parse(exposition(None)[0])
     assert value(samples, "concmon_requests_active", endpoint="/slow") == 0
-    assert value(samples, "concmon_requests_total", endpoint="/slow", outcome="ok") == 2
-    assert value(samples, "concmon_requests_total", endpoint="/slow", outcome="failed") == 1
+    assert total(samples, "concmon_requests_total", endpoint="/slow", outcome="ok") == 2
+    assert total(samples, "concmon_requests_total", endpoint="/slow", outcome="failed") == 1
     assert value(samples, "concmon_requests_peak", endpoint="/slow") == 3
 
 
@@ -170,7 +170,7 @@ def test_exposition_agrees_with_the_snapshot_after_any_mix(
     for name, stats in snap.endpoints.items():
         assert value(samples, "concmon_requests_active", endpoint=name) == stats.active
         assert total(samples, "concmon_requests_total", endpoint=name) == stats.completed
-        assert value(samples, "concmon_requests_total", endpoint=name, outcome="failed") == (
+        assert total(samples, "concmon_requests_total", endpoint=name, outcome="failed") == (
             stats.failed
         )
         assert value(samples, "concmon_requests_rejected_total", endpoint=name) == stats.rejected
@@ -253,8 +253,8 @@ def test_textfile_export_adds_up_the_latest_report_of_each_worker() -> None:
     b.http.begin("/y")
     latest_b = _worker_snapshot(b, 202, uptime_s=2.0)
     samples = parse(exposition_from_snapshots([first_a, latest_b, latest_a]))
-    assert value(samples, "concmon_requests_total", endpoint="/x", outcome="ok") == 2
-    assert value(samples, "concmon_requests_total", endpoint="/x", outcome="failed") == 5
+    assert total(samples, "concmon_requests_total", endpoint="/x", outcome="ok") == 2
+    assert total(samples, "concmon_requests_total", endpoint="/x", outcome="failed") == 5
     assert total(samples, "concmon_requests_active") == 2
     assert value(samples, "concmon_processes") == 2
 
@@ -380,7 +380,7 @@ def test_bad_exporter_setting_is_one_clear_line_and_counting_goes_on(
     assert "CONCMON_PROMETHEUS_PORT='abc' is not valid" in message and "\n" not in message
     monitor.http.begin("/still").finish()
     assert (
-        value(parse(exposition()[0]), "concmon_requests_total", endpoint="/still", outcome="ok")
+        total(parse(exposition()[0]), "concmon_requests_total", endpoint="/still", outcome="ok")
         == 1
     )
 
