@@ -14,7 +14,8 @@ none of them lists metrics of its own. A Prometheus summary is made of two catal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -107,10 +108,10 @@ class Histogram:
     """A distribution per endpoint, with the monitor's bucket bounds (``CONCMON_LATENCY_BUCKETS``).
 
     ``read`` gives each series' lifetime :class:`concmon.snapshot.Distribution`: bucket counts
-    that never go down, exactly what a Prometheus histogram is. A ``sparse`` histogram leaves
-    out the series that counted nothing (no proxy sets ``X-Request-Start``: no series at all);
-    the others publish every endpoint, so a histogram's count matches the requests counter from
-    the first scrape.
+    that never go down, exactly what a Prometheus histogram is. Every endpoint has a series, so
+    a histogram's count matches the requests counter from the first scrape, except the time
+    queued before the application, whose series appear once they count something (where no
+    proxy sets ``X-Request-Start`` there are none).
     """
 
     labels: tuple[str, ...]
@@ -121,7 +122,37 @@ class Histogram:
     otel: str | None = None
     statsd: str | None = None
     unit: str = "s"
-    sparse: bool = False
+
+
+def stand_ins(added: Distribution) -> Iterator[tuple[float, int]]:
+    """``(value, how many)`` to record (or send) so that a histogram on ``added.bounds`` gains
+    exactly ``added``, for the exporters that take single values, not bucket counts.
+
+    Each value lies inside its bucket and all of them add up to ``added.sum_s``.
+    The true values of a bucket lie between its bounds (the last one's between the top bound
+    and ``added.max_s``), so their sum does too; every stand-in sits at the same fraction of its
+    bucket's width, the fraction that gives that sum.
+    """
+    bounds = added.bounds
+    edges = []
+    for i, n in enumerate(added.counts):
+        if not n:
+            continue
+        low = bounds[i - 1] if i else 0.0
+        if i < len(bounds):
+            high = bounds[i]
+        else:
+            above = math.nextafter(bounds[-1], math.inf)
+            high = max(added.max_s or above, above)
+        edges.append((low, high, n))
+    lowest = sum(low * n for low, _, n in edges)
+    width = sum((high - low) * n for low, high, n in edges)
+    share = min(max((added.sum_s - lowest) / width, 0.0), 1.0) if width > 0 else 1.0
+    for low, high, n in edges:
+        value = low + (high - low) * share
+        # Buckets include their upper bound only: a value on the lower one belongs below.
+        floor = math.nextafter(low, math.inf) if low > 0 else 0.0
+        yield min(max(value, floor), high), n
 
 
 def _per_name(section: Section, figure: Callable[[EndpointStats], float]) -> Reader:
@@ -304,11 +335,10 @@ CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
     Histogram(
         ("endpoint",),
         "Time HTTP requests queued before the application, from a proxy's X-Request-Start.",
-        _lifetime(_endpoints, "queued"),
+        _lifetime(_endpoints, "queued", sparse=True),
         prometheus="concmon_request_queued_before_app_seconds",
         otel="concmon.request.queued_before_app",
         statsd="request.queued_before_app",
-        sparse=True,
     ),
     Metric(
         "gauge",

@@ -23,15 +23,14 @@ attributes (``process.pid``) the SDK adds.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 
 from concmon import __version__
-from concmon.exporters.catalogue import HISTOGRAMS, METRICS, Metric
+from concmon.exporters.catalogue import HISTOGRAMS, METRICS, Metric, stand_ins
 from concmon.exporters.catalogue import Histogram as HistogramEntry
 from concmon.exporters.config import load_exporter_settings
 from concmon.exporters.figures import live_figures
@@ -46,36 +45,6 @@ logger = logging.getLogger("concmon")
 SCOPE_NAME = "concmon"
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
-
-
-def stand_ins(added: Distribution) -> Iterator[tuple[float, int]]:
-    """``(value, how many)`` to record so that a histogram on ``added.bounds`` gains exactly
-    ``added``: each value inside its bucket, all of them adding up to ``added.sum_s``.
-
-    The true values of a bucket lie between its bounds (the last one's between the top bound
-    and ``added.max_s``), so their sum does too; every stand-in sits at the same fraction of its
-    bucket's width, the fraction that gives that sum.
-    """
-    bounds = added.bounds
-    edges = []
-    for i, n in enumerate(added.counts):
-        if not n:
-            continue
-        low = bounds[i - 1] if i else 0.0
-        if i < len(bounds):
-            high = bounds[i]
-        else:
-            above = math.nextafter(bounds[-1], math.inf)
-            high = max(added.max_s or above, above)
-        edges.append((low, high, n))
-    lowest = sum(low * n for low, _, n in edges)
-    width = sum((high - low) * n for low, high, n in edges)
-    share = min(max((added.sum_s - lowest) / width, 0.0), 1.0) if width > 0 else 1.0
-    for low, high, n in edges:
-        value = low + (high - low) * share
-        # Buckets include their upper bound only: a value on the lower one belongs below.
-        floor = math.nextafter(low, math.inf) if low > 0 else 0.0
-        yield min(max(value, floor), high), n
 
 
 class _Replay:

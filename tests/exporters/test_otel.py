@@ -14,7 +14,8 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 
 import concmon
 from concmon import Outcome
-from concmon.exporters.otel import OpenTelemetrySink, stand_ins
+from concmon.exporters.catalogue import stand_ins
+from concmon.exporters.otel import OpenTelemetrySink
 from concmon.monitor import DEFAULT_BUCKETS, ConcurrencyMonitor
 from concmon.snapshot import Distribution
 from concmon.testing import FakeClock
