@@ -29,6 +29,9 @@ def _busy_monitor() -> ConcurrencyMonitor:
     monitor.http.begin("/ok").finish(Outcome.FAILED)
     monitor.http.begin("/ok").finish(Outcome.CANCELLED)
     monitor.reject("/ok")
+    proxied = monitor.http.begin("/proxied", "GET")
+    proxied.waited_before(0.01)  # a proxy's X-Request-Start: the queued-before-app histogram
+    proxied.finish()
     monitor.websocket.begin("/ws")
     monitor.background.begin("send_mail").finish()
     with monitor.queued("/ok", source="gate"):
