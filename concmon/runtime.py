@@ -80,7 +80,11 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _new_monitor(settings: Settings) -> ConcurrencyMonitor:
-    return ConcurrencyMonitor(enabled=settings.enabled, max_endpoints=settings.max_endpoints)
+    return ConcurrencyMonitor(
+        enabled=settings.enabled,
+        max_endpoints=settings.max_endpoints,
+        buckets=settings.latency_buckets,
+    )
 
 
 def get_monitor() -> ConcurrencyMonitor:
@@ -142,7 +146,11 @@ def init_monitor(
             settings = settings.model_copy(update=overrides)
         _configure_logging(settings)
         monitor = _monitor
-        if monitor is None or monitor.max_endpoints != settings.max_endpoints:
+        if (
+            monitor is None
+            or monitor.max_endpoints != settings.max_endpoints
+            or monitor.buckets != settings.latency_buckets
+        ):
             monitor = _monitor = _new_monitor(settings)
         monitor.enabled = settings.enabled
         plugins = PluginHost(settings, monitor)

@@ -22,6 +22,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from concmon.monitor import DEFAULT_BUCKETS
+from concmon.snapshot import check_bounds
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -206,6 +209,19 @@ class Settings(OwnEnvironment):
         ),
         json_schema_extra={"accepts": "a number of seconds greater than 0, such as 5 or 0.5"},
     )
+    latency_buckets: Annotated[tuple[float, ...], NoDecode] = Field(
+        DEFAULT_BUCKETS,
+        validation_alias=_env("CONCMON_LATENCY_BUCKETS", "latency_buckets"),
+        description=(
+            "Upper bounds of the buckets of every distribution (durations, time to first byte, "
+            "time queued), as the Prometheus histograms and the percentiles use them."
+        ),
+        json_schema_extra={
+            "accepts": (
+                "comma-separated seconds, above 0 and increasing, at most 64, such as 0.01,0.1,1,10"
+            )
+        },
+    )
     plugin_autoload: bool = Field(
         True,
         validation_alias=_env("CONCMON_PLUGIN_AUTOLOAD", "plugin_autoload"),
@@ -250,6 +266,16 @@ class Settings(OwnEnvironment):
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         return split_commas(value)
+
+    @field_validator("latency_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        return split_commas(value)
+
+    @field_validator("latency_buckets")
+    @classmethod
+    def _check_buckets(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        return check_bounds(value)
 
     @property
     def effective_log_level(self) -> LogLevel:
@@ -305,9 +331,12 @@ def validate_settings(model: type[SettingsModel], what: str, **overrides: Any) -
             if name is None:
                 problems.append(error["msg"])
                 continue
+            # A validator of our own says what is wrong; pydantic's own messages do not add.
+            why = error["msg"].removeprefix("Value error, ")
+            detail = f" ({why})" if error["type"] == "value_error" else ""
             problems.append(
                 f"{_variable(model, name)}={error.get('input')!r} is not valid: "
-                f"expected {_accepts(model, name)}"
+                f"expected {_accepts(model, name)}{detail}"
             )
         raise ConfigError(f"{what}: " + "; ".join(problems)) from None
 
@@ -323,7 +352,7 @@ def settings_table(model: type[BaseSettings] = Settings) -> str:
     for name, info in model.model_fields.items():
         default = info.default
         if isinstance(default, tuple):
-            default = ",".join(default)
+            default = ",".join(f"{d:g}" if isinstance(d, float) else str(d) for d in default)
         shown = "(none)" if default in (None, "") else f"`{default}`"
         rows.append(
             f"| `{_variable(model, name)}` | {shown} | {_accepts(model, name)} "

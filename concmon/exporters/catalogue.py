@@ -2,32 +2,44 @@
 
 Each :class:`Metric` says what it is (gauge or counter), its labels, unit and help, how its
 values are read from :class:`concmon.host.Figures`, and the name each exporter gives it:
-Prometheus, OpenTelemetry, DogStatsD, or only some of them. The Prometheus collector, the
-OpenTelemetry instruments, the DogStatsD emitter and the tables in docs/exporters.md are all
-built from :data:`CATALOGUE`; none of them lists metrics of its own. A Prometheus summary is
-made of two catalogue counters (:class:`Summary`). Importing this module imports no exporter
-library. ``python -m concmon.exporters.catalogue`` prints the documentation tables.
+Prometheus, OpenTelemetry, DogStatsD, or only some of them. Each :class:`Histogram` does the
+same for a distribution per endpoint (durations, time to first byte), read from the lifetime
+bucket counts of the snapshot. The Prometheus collector, the OpenTelemetry instruments, the
+DogStatsD emitter and the tables in docs/exporters.md are all built from :data:`CATALOGUE`;
+none of them lists metrics of its own. A Prometheus summary is made of two catalogue counters
+(:class:`Summary`). Labels a setting may switch off (:attr:`Metric.optional`) are folded by
+:meth:`Metric.series`, their series summed. Importing this module imports no exporter library.
+``python -m concmon.exporters.catalogue`` prints the documentation tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from concmon.host import Figures
-from concmon.snapshot import EndpointStats, QueueStats, Snapshot
+from concmon.snapshot import Distribution, EndpointStats, QueueStats, Snapshot
 from concmon.system import MIB
 
 Kind = Literal["gauge", "counter"]
 Values = dict[tuple[str, ...], float]
 """Label values (in the order of the metric's labels) -> the value of that series."""
 Reader = Callable[[Figures], Values]
+Distributions = dict[tuple[str, ...], Distribution]
+"""Label values -> the lifetime distribution of that series."""
+DistributionReader = Callable[[Figures], Distributions]
 Section = Callable[[Snapshot], Mapping[str, EndpointStats]]
 
 OUTCOMES: Final = ("ok", "failed", "cancelled", "lost")
 """Label values of the ``outcome`` of a finished request, connection or task (``lost``: in
 flight in a worker that died, found by a host view)."""
+
+NO_METHOD: Final = "other"
+NO_STATUS: Final = "none"
+"""The ``method`` and ``status`` of requests counted without them: lost in a dead worker,
+finished by name, or read from a report older than these labels."""
 
 PROMETHEUS_UNITS: Final = {"s": "seconds", "By": "bytes"}
 """Prometheus's unit suffix for the units whose metric names end in one."""
@@ -51,6 +63,22 @@ class Metric:
     host_note: str = ""
     """How a sum over processes combines it, added to the help where an exposition adds
     processes up (Prometheus)."""
+    optional: tuple[str, ...] = ()
+    """Labels a setting may switch off (``CONCMON_METRICS_<LABEL>_LABEL``)."""
+
+    def series(self, figures: Figures, off: Collection[str] = ()) -> tuple[tuple[str, ...], Values]:
+        """The labels published and the values read, the labels in ``off`` folded away (their
+        series summed; only :attr:`optional` ones can be)."""
+        values = self.read(figures)
+        dropped = [label for label in self.optional if label in off]
+        if not dropped:
+            return self.labels, values
+        keep = [i for i, label in enumerate(self.labels) if label not in dropped]
+        folded: Values = {}
+        for key, value in values.items():
+            short = tuple(key[i] for i in keep)
+            folded[short] = folded.get(short, 0) + value
+        return tuple(self.labels[i] for i in keep), folded
 
     @property
     def host_help(self) -> str:
@@ -75,6 +103,58 @@ class Summary:
     sum: Metric
 
 
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """A distribution per endpoint, with the monitor's bucket bounds (``CONCMON_LATENCY_BUCKETS``).
+
+    ``read`` gives each series' lifetime :class:`concmon.snapshot.Distribution`: bucket counts
+    that never go down, exactly what a Prometheus histogram is. Every endpoint has a series, so
+    a histogram's count matches the requests counter from the first scrape, except the time
+    queued before the application, whose series appear once they count something (where no
+    proxy sets ``X-Request-Start`` there are none).
+    """
+
+    labels: tuple[str, ...]
+    help: str
+    read: DistributionReader
+    prometheus: str | None = None
+    """The family name, ending in ``_seconds``."""
+    otel: str | None = None
+    statsd: str | None = None
+    unit: str = "s"
+
+
+def stand_ins(added: Distribution) -> Iterator[tuple[float, int]]:
+    """``(value, how many)`` to record (or send) so that a histogram on ``added.bounds`` gains
+    exactly ``added``, for the exporters that take single values, not bucket counts.
+
+    Each value lies inside its bucket and all of them add up to ``added.sum_s``.
+    The true values of a bucket lie between its bounds (the last one's between the top bound
+    and ``added.max_s``), so their sum does too; every stand-in sits at the same fraction of its
+    bucket's width, the fraction that gives that sum.
+    """
+    bounds = added.bounds
+    edges = []
+    for i, n in enumerate(added.counts):
+        if not n:
+            continue
+        low = bounds[i - 1] if i else 0.0
+        if i < len(bounds):
+            high = bounds[i]
+        else:
+            above = math.nextafter(bounds[-1], math.inf)
+            high = max(added.max_s or above, above)
+        edges.append((low, high, n))
+    lowest = sum(low * n for low, _, n in edges)
+    width = sum((high - low) * n for low, high, n in edges)
+    share = min(max((added.sum_s - lowest) / width, 0.0), 1.0) if width > 0 else 1.0
+    for low, high, n in edges:
+        value = low + (high - low) * share
+        # Buckets include their upper bound only: a value on the lower one belongs below.
+        floor = math.nextafter(low, math.inf) if low > 0 else 0.0
+        yield min(max(value, floor), high), n
+
+
 def _per_name(section: Section, figure: Callable[[EndpointStats], float]) -> Reader:
     def read(figures: Figures) -> Values:
         return {(name,): figure(stats) for name, stats in section(figures.snapshot).items()}
@@ -91,6 +171,47 @@ def _by_outcome(section: Section) -> Reader:
             for outcome, count in zip(OUTCOMES, counts, strict=True):
                 values[(name, outcome)] = count
         return values
+
+    return read
+
+
+def _by_response(section: Section) -> Reader:
+    """Finished requests by endpoint, method, status class and outcome.
+
+    Every finish of the kernel is in one ``responses`` key; what they do not cover (requests
+    lost in a dead worker, reports older than the keys) is counted under method ``other`` and
+    status ``none``, so each outcome adds up to the outcome counts. An outcome that never
+    happened shows as one series at 0 there, so that ratios by outcome exist from the start.
+    """
+
+    def read(figures: Figures) -> Values:
+        values: Values = {}
+        for name, s in section(figures.snapshot).items():
+            by_outcome = dict.fromkeys(OUTCOMES, 0)
+            for key, count in s.responses.items():
+                method, status, outcome = key.split(" ")
+                series = (name, method, status, outcome)
+                values[series] = values.get(series, 0) + count
+                by_outcome[outcome] = by_outcome.get(outcome, 0) + count
+            ok = s.completed - s.failed - s.cancelled - s.lost
+            for outcome, count in zip(OUTCOMES, (ok, s.failed, s.cancelled, s.lost), strict=True):
+                series = (name, NO_METHOD, NO_STATUS, outcome)
+                rest = max(count - by_outcome[outcome], 0)
+                if rest or not by_outcome[outcome]:
+                    values[series] = values.get(series, 0) + rest
+        return values
+
+    return read
+
+
+def _lifetime(section: Section, name: str, sparse: bool = False) -> DistributionReader:
+    def read(figures: Figures) -> Distributions:
+        found: Distributions = {}
+        for endpoint, stats in section(figures.snapshot).items():
+            distribution = stats.distribution(name, lifetime=True)
+            if distribution is not None and (distribution.count or not sparse):
+                found[(endpoint,)] = distribution
+        return found
 
     return read
 
@@ -152,7 +273,7 @@ QUEUE_WAIT_TIME: Final = Metric(
     otel="concmon.queue.wait_time",
 )
 
-CATALOGUE: Final[tuple[Metric | Summary, ...]] = (
+CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
     Metric(
         "gauge",
         ("endpoint",),
@@ -176,13 +297,48 @@ CATALOGUE: Final[tuple[Metric | Summary, ...]] = (
     ),
     Metric(
         "counter",
-        ("endpoint", "outcome"),
+        ("endpoint", "method", "status", "outcome"),
         "{request}",
-        "HTTP requests finished, by outcome (ok, failed, cancelled, lost).",
-        _by_outcome(_endpoints),
+        "HTTP requests finished, by method, status class (2xx, ..., none: no response sent) "
+        "and outcome (ok, failed, cancelled, lost).",
+        _by_response(_endpoints),
         prometheus="concmon_requests",
         otel="concmon.requests",
         statsd="requests",
+        optional=("method", "status"),
+    ),
+    Histogram(
+        ("endpoint",),
+        "Duration of the HTTP requests, from admission to the end of the response.",
+        _lifetime(_endpoints, "duration"),
+        prometheus="concmon_request_duration_seconds",
+        otel="concmon.request.duration",
+        statsd="request.duration",
+    ),
+    Histogram(
+        ("endpoint",),
+        "Time from admission to the response head (status line and headers) going out.",
+        _lifetime(_endpoints, "head"),
+        prometheus="concmon_response_head_seconds",
+        otel="concmon.response.head",
+        statsd="response.head",
+    ),
+    Histogram(
+        ("endpoint",),
+        "Time from admission to the first byte of the response body (time to first token of "
+        "a stream).",
+        _lifetime(_endpoints, "ttfb"),
+        prometheus="concmon_time_to_first_byte_seconds",
+        otel="concmon.response.time_to_first_byte",
+        statsd="response.time_to_first_byte",
+    ),
+    Histogram(
+        ("endpoint",),
+        "Time HTTP requests queued before the application, from a proxy's X-Request-Start.",
+        _lifetime(_endpoints, "queued", sparse=True),
+        prometheus="concmon_request_queued_before_app_seconds",
+        otel="concmon.request.queued_before_app",
+        statsd="request.queued_before_app",
     ),
     Metric(
         "gauge",
@@ -250,6 +406,14 @@ CATALOGUE: Final[tuple[Metric | Summary, ...]] = (
         otel="concmon.websocket_connections",
         statsd="websocket_connections",
     ),
+    Histogram(
+        ("endpoint",),
+        "How long WebSocket connections stayed open.",
+        _lifetime(_websockets, "duration"),
+        prometheus="concmon_websocket_connection_duration_seconds",
+        otel="concmon.websocket_connection.duration",
+        statsd="websocket_connection.duration",
+    ),
     Metric(
         "gauge",
         ("task",),
@@ -277,6 +441,14 @@ CATALOGUE: Final[tuple[Metric | Summary, ...]] = (
         prometheus="concmon_background_tasks",
         otel="concmon.background_tasks",
         statsd="background_tasks",
+    ),
+    Histogram(
+        ("task",),
+        "Duration of the background tasks.",
+        _lifetime(_background, "duration"),
+        prometheus="concmon_background_task_duration_seconds",
+        otel="concmon.background_task.duration",
+        statsd="background_task.duration",
     ),
     Metric(
         "gauge",
@@ -400,7 +572,10 @@ CATALOGUE: Final[tuple[Metric | Summary, ...]] = (
 """Every metric, in the order the exporters publish them."""
 
 METRICS: Final = tuple(m for m in CATALOGUE if isinstance(m, Metric))
-"""The catalogue without the summaries (whose parts are in it)."""
+"""The catalogue without the summaries (whose parts are in it) and the histograms."""
+
+HISTOGRAMS: Final = tuple(m for m in CATALOGUE if isinstance(m, Histogram))
+"""The distributions of the catalogue."""
 
 PROMETHEUS_NAMES: Final = tuple(
     m.prometheus_samples if isinstance(m, Metric) else m.prometheus
@@ -423,6 +598,10 @@ def prometheus_table() -> str:
         if isinstance(m, Summary):
             labels = _code(m.count.labels)
             rows.append(f"| `{m.prometheus}` | summary (`_count`, `_sum`) | {labels} | {m.help} |")
+        elif isinstance(m, Histogram):
+            if m.prometheus is not None:
+                kind = "histogram (`_bucket`, `_sum`, `_count`)"
+                rows.append(f"| `{m.prometheus}` | {kind} | {_code(m.labels)} | {m.help} |")
         elif m.prometheus is not None:
             line = f"| `{m.prometheus_samples}` | {m.kind} | {_code(m.labels)} | {m.host_help} |"
             rows.append(line)
@@ -434,8 +613,11 @@ def otel_table() -> str:
         "| instrument | kind | unit | attributes | description |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for m in METRICS:
-        if m.otel is not None:
+    for m in CATALOGUE:
+        if isinstance(m, Histogram) and m.otel is not None:
+            kind = "histogram (explicit buckets)"
+            rows.append(f"| `{m.otel}` | {kind} | `{m.unit}` | {_code(m.labels)} | {m.help} |")
+        elif isinstance(m, Metric) and m.otel is not None:
             line = f"| `{m.otel}` | {m.kind} | `{m.unit}` | {_code(m.labels)} | {m.help} |"
             rows.append(line)
     return "\n".join(rows)
@@ -446,8 +628,10 @@ def statsd_table() -> str:
         "| metric (namespace `concmon.`) | type | tags | meaning |",
         "| --- | --- | --- | --- |",
     ]
-    for m in METRICS:
-        if m.statsd is not None:
+    for m in CATALOGUE:
+        if isinstance(m, Histogram) and m.statsd is not None:
+            rows.append(f"| `{m.statsd}` | distribution | {_code(m.labels)} | {m.help} |")
+        elif isinstance(m, Metric) and m.statsd is not None:
             kind = "gauge" if m.kind == "gauge" else "count"
             tags = (*m.labels, "pid") if m.kind == "gauge" else m.labels
             rows.append(f"| `{m.statsd}` | {kind} | {_code(tags)} | {m.help} |")

@@ -98,6 +98,36 @@ class ExporterSettings(OwnEnvironment):
         json_schema_extra={"accepts": "comma-separated tags such as env:prod,service:api"},
     )
 
+    metrics_method_label: bool = Field(
+        True,
+        validation_alias=AliasChoices("CONCMON_METRICS_METHOD_LABEL", "metrics_method_label"),
+        description=(
+            "Publish the `method` label on the requests counter; off, its series are summed "
+            "over the methods."
+        ),
+        json_schema_extra={"accepts": "true or false"},
+    )
+    metrics_status_label: bool = Field(
+        True,
+        validation_alias=AliasChoices("CONCMON_METRICS_STATUS_LABEL", "metrics_status_label"),
+        description=(
+            "Publish the `status` label (status class) on the requests counter; off, its "
+            "series are summed over the classes."
+        ),
+        json_schema_extra={"accepts": "true or false"},
+    )
+
+    @property
+    def labels_off(self) -> frozenset[str]:
+        """The optional labels (see :attr:`concmon.exporters.catalogue.Metric.optional`)
+        switched off."""
+        off = set()
+        if not self.metrics_method_label:
+            off.add("method")
+        if not self.metrics_status_label:
+            off.add("status")
+        return frozenset(off)
+
     @field_validator("statsd_tags", mode="before")
     @classmethod
     def _split_tags(cls, value: Any) -> Any:

@@ -6,6 +6,13 @@ finished during the interval (requests by outcome, rejections, queue waits). Cou
 the increase since the previous report, which is what a StatsD count means. The metrics are
 those of :mod:`concmon.exporters.catalogue` that have a DogStatsD name.
 
+Each distribution (request duration, time to first byte, ...) goes out as a DogStatsD
+``distribution``: what the interval added to each bucket as one stand-in value inside that
+bucket, sent with the sample rate ``1/count`` so that the agent weighs it as ``count`` values.
+The stand-ins add up to the true sum, so the agent's count and sum are exact; its percentiles
+come from values known only to their bucket (the value's position inside a bucket is not kept),
+and the agent keeps the weight only as far as ``1/rate`` reads back as the count.
+
 Several workers of one host send the same gauge names; the agent keeps only the last value of
 a gauge per tag set and flush interval, so gauges carry a ``pid`` tag (sum over it for the host)
 while counts, which the agent adds up, do not.
@@ -25,12 +32,12 @@ import time
 
 from datadog.dogstatsd.base import DogStatsd
 
-from concmon.exporters.catalogue import METRICS
+from concmon.exporters.catalogue import HISTOGRAMS, METRICS, stand_ins
 from concmon.exporters.config import ExporterSettings, load_exporter_settings
 from concmon.hookspecs import hookimpl
 from concmon.host import Figures, ProcessReports
 from concmon.settings import ConfigError
-from concmon.snapshot import Snapshot
+from concmon.snapshot import Distribution, Snapshot
 
 logger = logging.getLogger("concmon")
 
@@ -72,6 +79,8 @@ class DogStatsDSink:
         self.client: DogStatsd | None = None
         self.address: tuple[str, int] | None = None
         self._previous: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._sent: dict[tuple[str, tuple[str, ...]], Distribution] = {}
+        self._labels_off: frozenset[str] = frozenset()
         self._reports: ProcessReports | None = None
         self._last_error_log: float | None = None
         self._lock = threading.Lock()
@@ -85,6 +94,7 @@ class DogStatsDSink:
             logger.error("%s; the dogstatsd sink stays off, counting goes on", exc)
             return
         self.address = (config.statsd_host, config.statsd_port)
+        self._labels_off = config.labels_off
         try:
             socket.getaddrinfo(config.statsd_host, config.statsd_port, type=socket.SOCK_DGRAM)
         except OSError as exc:
@@ -121,6 +131,23 @@ class DogStatsDSink:
         self._previous[key] = value
         if delta > 0:
             client.increment(metric, delta, tags=tags)
+
+    def _distribution(
+        self, client: DogStatsd, metric: str, now: Distribution, tags: list[str]
+    ) -> None:
+        key = (metric, tuple(tags))
+        before = self._sent.get(key)
+        self._sent[key] = now
+        # As with counts: smaller counts than last time mean a new process, all of it is new.
+        restarted = before is not None and (
+            before.bounds != now.bounds
+            or any(b > a for a, b in zip(now.counts, before.counts, strict=False))
+        )
+        added = now if before is None or restarted else now.minus(before)
+        for value, n in stand_ins(added):
+            # The client drops a sampled packet at random; this one stands for n values and
+            # must always go: sent unsampled, with the rate that tells the agent its weight.
+            client._report(metric, "d", value, tags, 1.0 / n, sampling=False)
 
     def send(self, snapshot: Snapshot) -> None:
         """Send one report's metrics in as few datagrams as fit."""
@@ -160,12 +187,19 @@ class DogStatsDSink:
         for metric in METRICS:
             if metric.statsd is None:
                 continue
-            for key, value in metric.read(figures).items():
-                tags = [_tag(label, v) for label, v in zip(metric.labels, key, strict=True)]
+            labels, values = metric.series(figures, self._labels_off)
+            for key, value in values.items():
+                tags = [_tag(label, v) for label, v in zip(labels, key, strict=True)]
                 if metric.kind == "gauge":
                     client.gauge(metric.statsd, value, tags=[*tags, pid])
                 else:
                     self._count(client, metric.statsd, value, tags)
+        for histogram in HISTOGRAMS:
+            if histogram.statsd is None:
+                continue
+            for key, distribution in histogram.read(figures).items():
+                tags = [_tag(label, v) for label, v in zip(histogram.labels, key, strict=True)]
+                self._distribution(client, histogram.statsd, distribution, tags)
 
     @hookimpl
     def concmon_report(self, snapshot: Snapshot) -> None:

@@ -24,16 +24,24 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry
+from prometheus_client import utils as prometheus_utils
 from prometheus_client.exposition import choose_encoder, generate_latest, start_http_server
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
 
-from concmon.exporters.catalogue import CATALOGUE, PROMETHEUS_NAMES, PROMETHEUS_UNITS, Summary
+from concmon.exporters.catalogue import (
+    CATALOGUE,
+    PROMETHEUS_NAMES,
+    PROMETHEUS_UNITS,
+    Histogram,
+    Summary,
+)
 from concmon.exporters.config import ExporterSettings, load_exporter_settings
 from concmon.exporters.figures import live_figures
 from concmon.exporters.multiprocess import MultiProcessError, MultiProcessStore
@@ -51,21 +59,46 @@ Mode = Literal["single-process", "multi-process"]
 METRIC_NAMES: Final = PROMETHEUS_NAMES
 """Every metric family the exporter can publish, as a scraper sees them (from the catalogue)."""
 
+_le: Callable[[float], str] = prometheus_utils.floatToGoString
+"""A bucket bound as prometheus_client's own histograms write it (``0.25``, ``1.0``)."""
+
 _NOTHING: Final = Figures(Snapshot("", 0, "", 0.0, 0.0), processes=0)
 
 
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def metric_families(figures: Figures) -> list[Metric]:
+def _histogram(entry: Histogram, figures: Figures) -> HistogramMetricFamily:
+    """``entry`` as a Prometheus histogram: cumulative ``_bucket`` counts up to ``+Inf``."""
+    assert entry.prometheus is not None
+    family = HistogramMetricFamily(
+        entry.prometheus, entry.help, labels=list(entry.labels), unit=PROMETHEUS_UNITS[entry.unit]
+    )
+    distributions = entry.read(figures)
+    for key in sorted(distributions):
+        distribution = distributions[key]
+        buckets, below = [], 0
+        for bound, count in zip(distribution.bounds, distribution.counts, strict=False):
+            below += count
+            buckets.append((_le(bound), float(below)))
+        buckets.append(("+Inf", float(distribution.count)))
+        family.add_metric(list(key), buckets, distribution.sum_s)
+    return family
+
+
+def metric_families(figures: Figures, labels_off: frozenset[str] = frozenset()) -> list[Metric]:
     """The Prometheus metric families for ``figures``, one per catalogue entry that has a name.
 
     A labelled family is always published, empty or not; an unlabelled one only when its value
-    is known (no CPU seconds where psutil cannot read them).
+    is known (no CPU seconds where psutil cannot read them). ``labels_off`` names the optional
+    labels switched off (``CONCMON_METRICS_METHOD_LABEL``, ``CONCMON_METRICS_STATUS_LABEL``).
     """
     families: list[Metric] = []
     for entry in CATALOGUE:
         if entry.prometheus is None:
+            continue
+        if isinstance(entry, Histogram):
+            families.append(_histogram(entry, figures))
             continue
         if isinstance(entry, Summary):
             summary = SummaryMetricFamily(
@@ -80,14 +113,14 @@ def metric_families(figures: Figures) -> list[Metric]:
                 summary.add_metric(list(key), count_value=count, sum_value=seconds)
             families.append(summary)
             continue
-        values = entry.read(figures)
-        if not entry.labels and not values:
+        labels, values = entry.series(figures, labels_off)
+        if not labels and not values:
             continue
         kind = GaugeMetricFamily if entry.kind == "gauge" else CounterMetricFamily
         family = kind(
             entry.prometheus,
             entry.host_help,
-            labels=list(entry.labels),
+            labels=list(labels),
             unit=PROMETHEUS_UNITS.get(entry.unit, ""),
         )
         for key in sorted(values):
@@ -97,17 +130,28 @@ def metric_families(figures: Figures) -> list[Metric]:
 
 
 class FiguresCollector(Collector):
-    """A prometheus_client collector that reads fresh figures on every ``collect()``."""
+    """A prometheus_client collector that reads fresh figures on every ``collect()``.
 
-    def __init__(self, source: Callable[[], Figures]) -> None:
+    ``labels_off`` gives the optional labels switched off, read at each collection too.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], Figures],
+        labels_off: Callable[[], frozenset[str]] = frozenset,
+    ) -> None:
         self._source = source
+        self._labels_off = labels_off
 
     def collect(self) -> Iterator[Metric]:
-        yield from metric_families(self._source())
+        yield from metric_families(self._source(), self._labels_off())
 
 
 def exposition_from_snapshots(
-    snapshots: Iterable[Snapshot], *, stale_intervals: float | None = STALE_INTERVALS
+    snapshots: Iterable[Snapshot],
+    *,
+    stale_intervals: float | None = STALE_INTERVALS,
+    labels_off: frozenset[str] = frozenset(),
 ) -> str:
     """Prometheus text exposition of logged snapshots, for node_exporter's textfile collector.
 
@@ -117,14 +161,15 @@ def exposition_from_snapshots(
     process are summed, and a process whose latest report is more than ``stale_intervals``
     report intervals older than the newest one counts as gone (its counters kept, its active
     requests dropped; ``None`` keeps every process). Queue wait and CPU totals cover the
-    reports in ``snapshots``. Write the result to a ``.prom`` file by renaming a temporary
-    file, as the textfile collector expects.
+    reports in ``snapshots``. ``labels_off`` folds optional labels away, as the exporter
+    settings do live. Write the result to a ``.prom`` file by renaming a temporary file, as the
+    textfile collector expects.
     """
     view = HostView(stale_intervals)
     view.extend(snapshots)
     figures = view.figures() or _NOTHING
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FiguresCollector(lambda: figures))
+    registry.register(FiguresCollector(lambda: figures, lambda: labels_off))
     return generate_latest(registry).decode("utf-8")
 
 
@@ -134,10 +179,16 @@ def exposition_from_snapshots(
 class _Backend:
     """Where a scrape's figures come from: this process alone, or every worker of the host."""
 
-    def __init__(self, store: MultiProcessStore | None, interval: float) -> None:
+    def __init__(
+        self,
+        store: MultiProcessStore | None,
+        interval: float,
+        labels_off: frozenset[str] = frozenset(),
+    ) -> None:
         self.pid = os.getpid()
         self.store = store
         self.interval = interval
+        self.labels_off = labels_off
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if store is not None:
@@ -220,14 +271,15 @@ def _make_backend(settings: ExporterSettings | None) -> _Backend:
             _log_once("config", "%s; serving this process's figures only", exc)
             return _Backend(None, 1.0)
     directory = settings.prometheus_multiproc_dir
+    interval, off = settings.prometheus_write_interval, settings.labels_off
     if directory is None:
-        return _Backend(None, settings.prometheus_write_interval)
+        return _Backend(None, interval, off)
     try:
         store = MultiProcessStore(directory)
     except MultiProcessError as exc:
         _log_once("dir", "concmon: %s; /metrics reports this worker alone, counting goes on", exc)
-        return _Backend(None, settings.prometheus_write_interval)
-    return _Backend(store, settings.prometheus_write_interval)
+        return _Backend(None, interval, off)
+    return _Backend(store, interval, off)
 
 
 def _current_backend(settings: ExporterSettings | None = None) -> _Backend:
@@ -250,6 +302,10 @@ def _collect_figures() -> Figures:
     return _current_backend().figures()
 
 
+def _labels_off() -> frozenset[str]:
+    return _current_backend().labels_off
+
+
 def registry() -> CollectorRegistry:
     """The registry behind :func:`exposition`, for serving it with prometheus_client's servers.
 
@@ -263,7 +319,7 @@ def registry() -> CollectorRegistry:
         with _lock:
             if _registry is None:
                 reg = CollectorRegistry(auto_describe=False)
-                reg.register(FiguresCollector(_collect_figures))
+                reg.register(FiguresCollector(_collect_figures, _labels_off))
                 _registry = reg
             reg = _registry
     return reg

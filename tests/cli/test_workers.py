@@ -64,9 +64,9 @@ def test_export_prometheus_keeps_a_gone_workers_totals(tmp_path: Path) -> None:
     """The textfile export adds the workers up by the same rule as the table."""
     samples = parse(run("export", "prometheus", str(_recycled(tmp_path))).stdout)
     assert total(samples, "concmon_requests_active") == 1
-    assert value(samples, "concmon_requests_total", endpoint="/chat/completions", outcome="ok") == 6
+    assert total(samples, "concmon_requests_total", endpoint="/chat/completions", outcome="ok") == 6
     assert (
-        value(samples, "concmon_requests_total", endpoint="/chat/completions", outcome="failed")
+        total(samples, "concmon_requests_total", endpoint="/chat/completions", outcome="failed")
         == 2
     )
     assert value(samples, "concmon_processes") == 1

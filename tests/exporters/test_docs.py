@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from concmon.exporters.catalogue import otel_table, prometheus_table, statsd_table
+from concmon.exporters.catalogue import HISTOGRAMS, otel_table, prometheus_table, statsd_table
 from concmon.exporters.config import settings_table
 from concmon.exporters.prometheus import METRIC_NAMES
 
@@ -79,9 +79,30 @@ def test_every_metric_is_documented() -> None:
 
 def test_queries_use_only_metrics_that_exist() -> None:
     """No PromQL example or dashboard panel refers to a metric the exporter does not publish."""
-    known = set(METRIC_NAMES) | {f"{n}_{s}" for n in METRIC_NAMES for s in ("sum", "count")}
+    parts = ("sum", "count", "bucket")
+    known = set(METRIC_NAMES) | {f"{n}_{s}" for n in METRIC_NAMES for s in parts}
     for expr in _doc_promql() + _dashboard_promql():
         assert _metric_names(expr) <= known, expr
+
+
+def test_dashboard_has_latency_and_ttfb_percentiles_over_the_histogram_buckets() -> None:
+    """The dashboard shows p50 and p99 of the request duration and p99 of the time to first
+    byte, each a histogram_quantile over a histogram family the exporter publishes."""
+    histograms = {e.prometheus for e in HISTOGRAMS}
+    quantiles = [e for e in _dashboard_promql() if e.startswith("histogram_quantile(")]
+    wanted = {
+        ("0.5", "concmon_request_duration_seconds"),
+        ("0.99", "concmon_request_duration_seconds"),
+        ("0.99", "concmon_time_to_first_byte_seconds"),
+    }
+    found = set()
+    for expr in quantiles:
+        match = re.match(r"histogram_quantile\((0\.\d+), sum by \(endpoint, le\) \(rate\("
+                         r"(concmon_[a-z_]+)_bucket\{", expr)  # fmt: skip
+        assert match is not None, expr
+        assert match.group(2) in histograms, expr
+        found.add((match.group(1), match.group(2)))
+    assert wanted <= found
 
 
 def test_queries_are_valid_promql(promtool: str, tmp_path: Path) -> None:

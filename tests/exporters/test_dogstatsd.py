@@ -40,11 +40,25 @@ class Listener:
 
 
 def _parse(line: str) -> tuple[str, float, str, set[str]]:
-    """``name:value|type|#tags`` -> (name, value, type, tags)."""
-    head, _, rest = line.partition("|")
+    """``name:value|type[|@rate][|#tags]`` -> (name, value, type, tags)."""
+    head, kind, *fields = line.split("|")
     name, _, number = head.rpartition(":")
-    kind, _, tags = rest.partition("|")
-    return name, float(number), kind, set(tags.removeprefix("#").split(",")) if tags else set()
+    tags = next((f.removeprefix("#") for f in fields if f.startswith("#")), "")
+    return name, float(number), kind, set(tags.split(",")) if tags else set()
+
+
+def _weighted(lines: list[str], name: str, *tags: str) -> tuple[float, float]:
+    """The count and sum an agent reads from ``name``'s distribution samples (each weighs
+    ``1/rate`` values)."""
+    count = total = 0.0
+    for line in lines:
+        metric, number, kind, line_tags = _parse(line)
+        if metric == name and set(tags) <= line_tags:
+            assert kind == "d", line
+            rate = next((float(f[1:]) for f in line.split("|") if f.startswith("@")), 1.0)
+            count += 1 / rate
+            total += number / rate
+    return count, total
 
 
 def _find(lines: list[str], name: str, *tags: str) -> list[tuple[float, str]]:
@@ -211,3 +225,45 @@ def test_bad_statsd_port_setting_is_one_clear_line(
     assert sink.client is None
     monitor.http.begin("/x").finish()
     assert monitor.snapshot().completed == 1
+
+
+def test_durations_go_as_distributions_whose_weights_are_the_interval_counts(
+    sink: DogStatsDSink, listener: Listener
+) -> None:
+    """Each report sends the duration distribution of the requests it closes: the samples'
+    weights add up to the requests finished, their weighted sum to the true total."""
+    monitor = concmon.get_monitor()
+    for _ in range(7):
+        monitor.http.begin("/a", "GET").finish()
+    monitor.http.begin("/a").finish(Outcome.FAILED)
+    _report()
+    lines = listener.lines()
+    stats = monitor.snapshot().endpoints["/a"]
+    assert stats.duration_all is not None
+    count, seconds = _weighted(lines, "concmon.request.duration", "endpoint:/a")
+    assert round(count, 6) == 8
+    assert seconds == pytest.approx(stats.duration_all.sum_s, rel=1e-6, abs=1e-9)
+    monitor.http.begin("/a").finish()
+    _report()
+    count, _ = _weighted(listener.lines(), "concmon.request.duration", "endpoint:/a")
+    assert round(count, 6) == 1
+
+
+def test_method_and_status_tags_can_be_switched_off(listener: Listener) -> None:
+    """CONCMON_METRICS_METHOD_LABEL=false folds the method away: one count per outcome."""
+    concmon.init_monitor(update_interval=3600, sinks=(), start_reporter=False)
+    runtime = concmon.get_runtime()
+    assert runtime is not None
+    settings = ExporterSettings(statsd_port=listener.port, metrics_method_label=False)
+    assert runtime.plugins.register(DogStatsDSink(settings), "dogstatsd")
+    try:
+        monitor = concmon.get_monitor()
+        for method in ("GET", "POST", "BREW"):
+            monitor.http.begin("/m", method).finish()
+        _report()
+        lines = listener.lines()
+        found = _find(lines, "concmon.requests", "endpoint:/m", "outcome:ok")
+        assert found == [(3, "c")]
+        assert not any("method:" in line for line in lines)
+    finally:
+        concmon.shutdown_monitor()

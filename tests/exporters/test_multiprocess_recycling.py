@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.exporters.helpers import Samples, parse, total, value
+from tests.exporters.helpers import Samples, parse, total
 from tests.servers import HOST, free_port, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,8 +107,8 @@ def test_recycled_workers_hand_every_request_to_the_next_scrape(directory: Path)
         assert seen == sorted(seen), "the host's total went down"
         samples = _scrape(base)
         assert total(samples, "concmon_requests_total", endpoint="/work") == sent
-        assert value(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == sent
-        assert value(samples, "concmon_requests_total", endpoint="/work", outcome="lost") == 0
+        assert total(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == sent
+        assert total(samples, "concmon_requests_total", endpoint="/work", outcome="lost") == 0
         files = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
         # Two live workers (a state file and a lock each), the archive and the directory lock;
         # a worker being replaced at this instant may add its pair.
@@ -153,7 +153,7 @@ def test_requests_in_flight_in_a_killed_worker_are_counted_lost(directory: Path)
 
         def noticed() -> bool:
             samples = _scrape(base)
-            return value(samples, "concmon_requests_total", endpoint="/hold", outcome="lost") == (
+            return total(samples, "concmon_requests_total", endpoint="/hold", outcome="lost") == (
                 in_victim
             )
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
 import concmon
 from concmon import Outcome
+from concmon.exporters.catalogue import stand_ins
 from concmon.exporters.otel import OpenTelemetrySink
+from concmon.monitor import DEFAULT_BUCKETS, ConcurrencyMonitor
+from concmon.snapshot import Distribution
+from concmon.testing import FakeClock
 
 Points = dict[tuple[str, frozenset[tuple[str, Any]]], float]
 
@@ -29,19 +36,37 @@ def reader() -> Iterator[InMemoryMetricReader]:
     provider.shutdown()
 
 
-def _points(reader: InMemoryMetricReader) -> Points:
+Histograms = dict[tuple[str, frozenset[tuple[str, Any]]], HistogramDataPoint]
+
+
+def _collect(reader: InMemoryMetricReader) -> tuple[Points, Histograms]:
+    """One collection: the gauges' and counters' values, and the histograms' points."""
     data = reader.get_metrics_data()
     out: Points = {}
+    histograms: Histograms = {}
     if data is None:
-        return out
+        return out, histograms
     for resource in data.resource_metrics:
         for scope in resource.scope_metrics:
             assert scope.scope.name == "concmon"
             for metric in scope.metrics:
                 for point in metric.data.data_points:
                     key = (metric.name, frozenset((point.attributes or {}).items()))
-                    out[key] = point.value  # type: ignore[union-attr]
-    return out
+                    if isinstance(point, HistogramDataPoint):
+                        histograms[key] = point
+                    else:
+                        out[key] = point.value  # type: ignore[union-attr]
+    return out, histograms
+
+
+def _points(reader: InMemoryMetricReader) -> Points:
+    return _collect(reader)[0]
+
+
+def _sum(points: Points, name: str, **attributes: str) -> float:
+    """``name``'s points whose attributes include ``attributes``, added up."""
+    want = set(attributes.items())
+    return sum(v for (n, attrs), v in points.items() if n == name and want <= attrs)
 
 
 def test_gauges_and_counters_report_live_values_at_collection(
@@ -56,19 +81,14 @@ def test_gauges_and_counters_report_live_values_at_collection(
     points = _points(reader)
     assert points[("concmon.requests.active", frozenset({("endpoint", "/slow")}))] == 3
     assert points[("concmon.requests.peak", frozenset({("endpoint", "/slow")}))] == 3
-    fast_ok = ("concmon.requests", frozenset({("endpoint", "/fast"), ("outcome", "ok")}))
-    fast_failed = ("concmon.requests", frozenset({("endpoint", "/fast"), ("outcome", "failed")}))
-    assert points[fast_ok] == 1 and points[fast_failed] == 1
+    assert _sum(points, "concmon.requests", endpoint="/fast", outcome="ok") == 1
+    assert _sum(points, "concmon.requests", endpoint="/fast", outcome="failed") == 1
     assert points[("concmon.requests.rejected", frozenset({("endpoint", "/fast")}))] == 1
     for ticket in held:
         ticket.finish(Outcome.CANCELLED)
     points = _points(reader)
     assert points[("concmon.requests.active", frozenset({("endpoint", "/slow")}))] == 0
-    slow_cancelled = (
-        "concmon.requests",
-        frozenset({("endpoint", "/slow"), ("outcome", "cancelled")}),
-    )
-    assert points[slow_cancelled] == 3
+    assert _sum(points, "concmon.requests", endpoint="/slow", outcome="cancelled") == 3
 
 
 def test_queues_process_and_loop_lag_are_reported(reader: InMemoryMetricReader) -> None:
@@ -103,21 +123,23 @@ def test_counters_stay_cumulative_and_monotonic_across_reports(
     monitor = concmon.get_monitor()
     runtime = concmon.get_runtime()
     assert runtime is not None
-    key = ("concmon.requests", frozenset({("endpoint", "/r"), ("outcome", "ok")}))
     seen = []
     for _ in range(3):
         monitor.http.begin("/r").finish()
         runtime.reporter.report_now()
-        seen.append(_points(reader)[key])
+        seen.append(_sum(_points(reader), "concmon.requests", endpoint="/r", outcome="ok"))
     assert seen == [1, 2, 3]
 
 
 def test_after_shutdown_the_instruments_report_nothing(reader: InMemoryMetricReader) -> None:
-    """Shutting the monitor down stops the callbacks instead of reporting stale figures."""
+    """Shutting the monitor down stops the callbacks instead of reporting stale figures; the
+    histograms keep their final counts (an SDK histogram cannot be withdrawn, nor go down)."""
     concmon.get_monitor().http.begin("/x").finish()
     assert _points(reader)
     concmon.shutdown_monitor()
-    assert not _points(reader)
+    points, histograms = _collect(reader)
+    assert not points
+    assert histograms[("concmon.request.duration", frozenset({("endpoint", "/x")}))].count == 1
 
 
 def test_otel_sink_loads_by_entry_point_on_the_global_provider(
@@ -132,3 +154,58 @@ def test_otel_sink_loads_by_entry_point_on_the_global_provider(
     sink = runtime.plugins.get("otel")
     assert isinstance(sink, OpenTelemetrySink) and sink.meter is not None
     assert runtime.monitor.sink_errors == {}
+
+
+def _timed(monitor: ConcurrencyMonitor, clock: FakeClock, name: str, seconds: float) -> None:
+    ticket = monitor.http.begin(name, "GET")
+    clock.advance(seconds)
+    ticket.finish()
+
+
+def test_histograms_carry_the_monitors_buckets_exactly_across_collections() -> None:
+    """The OTel duration histogram has the monitor's bounds and, at every collection, exactly
+    its bucket counts, count and sum (values on a bound, above the top one, two collections)."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    clock = FakeClock()
+    monitor = ConcurrencyMonitor(clock=clock, buckets=(0.1, 1.0, 10.0))
+    sink = OpenTelemetrySink(meter_provider=provider)
+    sink.concmon_configure(monitor)
+    key = ("concmon.request.duration", frozenset({("endpoint", "/x")}))
+    try:
+        for batch in ([0.05, 0.1, 0.5, 0.5, 3.0, 20.0], [0.1, 1.0, 1.0000001, 250.0, 0.0]):
+            for seconds in batch:
+                _timed(monitor, clock, "/x", seconds)
+            point = _collect(reader)[1][key]
+            want = monitor.snapshot().endpoints["/x"].duration_all
+            assert want is not None
+            assert list(point.explicit_bounds) == [0.1, 1.0, 10.0]
+            assert list(point.bucket_counts) == list(want.counts)
+            assert point.count == want.count
+            assert point.sum == pytest.approx(want.sum_s, rel=1e-9)
+        assert point.count == 11 and point.bucket_counts[-1] == 2
+    finally:
+        sink.concmon_shutdown(monitor.snapshot())
+        provider.shutdown()
+
+
+@given(
+    st.lists(st.floats(0.0, 400.0, allow_nan=False), min_size=1, max_size=60),
+    st.sampled_from([(0.1, 1.0, 10.0), DEFAULT_BUCKETS, (5.0,)]),
+)
+def test_stand_ins_land_in_the_true_buckets_and_add_up_to_the_true_sum(
+    values: list[float], bounds: tuple[float, ...]
+) -> None:
+    """Whatever the values, the stand-ins fill each bucket with its true count and sum to the
+    true total (to float rounding)."""
+    counts = [0] * (len(bounds) + 1)
+    for v in values:
+        counts[bisect.bisect_left(bounds, v)] += 1
+    true = Distribution(bounds, tuple(counts), sum(values), max(values))
+    got = [0] * len(counts)
+    total = 0.0
+    for value, n in stand_ins(true):
+        got[bisect.bisect_left(bounds, value)] += n
+        total += value * n
+    assert got == counts
+    assert total == pytest.approx(true.sum_s, rel=1e-9, abs=1e-9)

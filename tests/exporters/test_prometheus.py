@@ -29,6 +29,9 @@ def _busy_monitor() -> ConcurrencyMonitor:
     monitor.http.begin("/ok").finish(Outcome.FAILED)
     monitor.http.begin("/ok").finish(Outcome.CANCELLED)
     monitor.reject("/ok")
+    proxied = monitor.http.begin("/proxied", "GET")
+    proxied.waited_before(0.01)  # a proxy's X-Request-Start: the queued-before-app histogram
+    proxied.finish()
     monitor.websocket.begin("/ws")
     monitor.background.begin("send_mail").finish()
     with monitor.queued("/ok", source="gate"):
@@ -54,8 +57,8 @@ def test_scrape_reads_the_monitor_live_not_the_last_report() -> None:
     tickets[2].finish(Outcome.FAILED)
     samples = parse(exposition(None)[0])
     assert value(samples, "concmon_requests_active", endpoint="/slow") == 0
-    assert value(samples, "concmon_requests_total", endpoint="/slow", outcome="ok") == 2
-    assert value(samples, "concmon_requests_total", endpoint="/slow", outcome="failed") == 1
+    assert total(samples, "concmon_requests_total", endpoint="/slow", outcome="ok") == 2
+    assert total(samples, "concmon_requests_total", endpoint="/slow", outcome="failed") == 1
     assert value(samples, "concmon_requests_peak", endpoint="/slow") == 3
 
 
@@ -170,7 +173,7 @@ def test_exposition_agrees_with_the_snapshot_after_any_mix(
     for name, stats in snap.endpoints.items():
         assert value(samples, "concmon_requests_active", endpoint=name) == stats.active
         assert total(samples, "concmon_requests_total", endpoint=name) == stats.completed
-        assert value(samples, "concmon_requests_total", endpoint=name, outcome="failed") == (
+        assert total(samples, "concmon_requests_total", endpoint=name, outcome="failed") == (
             stats.failed
         )
         assert value(samples, "concmon_requests_rejected_total", endpoint=name) == stats.rejected
@@ -253,8 +256,8 @@ def test_textfile_export_adds_up_the_latest_report_of_each_worker() -> None:
     b.http.begin("/y")
     latest_b = _worker_snapshot(b, 202, uptime_s=2.0)
     samples = parse(exposition_from_snapshots([first_a, latest_b, latest_a]))
-    assert value(samples, "concmon_requests_total", endpoint="/x", outcome="ok") == 2
-    assert value(samples, "concmon_requests_total", endpoint="/x", outcome="failed") == 5
+    assert total(samples, "concmon_requests_total", endpoint="/x", outcome="ok") == 2
+    assert total(samples, "concmon_requests_total", endpoint="/x", outcome="failed") == 5
     assert total(samples, "concmon_requests_active") == 2
     assert value(samples, "concmon_processes") == 2
 
@@ -380,7 +383,7 @@ def test_bad_exporter_setting_is_one_clear_line_and_counting_goes_on(
     assert "CONCMON_PROMETHEUS_PORT='abc' is not valid" in message and "\n" not in message
     monitor.http.begin("/still").finish()
     assert (
-        value(parse(exposition()[0]), "concmon_requests_total", endpoint="/still", outcome="ok")
+        total(parse(exposition()[0]), "concmon_requests_total", endpoint="/still", outcome="ok")
         == 1
     )
 

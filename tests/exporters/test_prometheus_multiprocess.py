@@ -105,14 +105,14 @@ def test_one_scrape_adds_up_live_workers_and_keeps_a_killed_workers_totals(
     samples = parse(exposition()[0])
     assert value(samples, "concmon_processes") == 3
     assert value(samples, "concmon_requests_active", endpoint="/work") == 5
-    assert value(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 13
+    assert total(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 13
     a.send_signal(signal.SIGKILL)
     a.wait(10)
     samples = parse(exposition()[0])
     assert value(samples, "concmon_processes") == 2
     assert value(samples, "concmon_requests_active", endpoint="/work") == 3
-    assert value(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 13
-    assert value(samples, "concmon_requests_total", endpoint="/work", outcome="lost") == 2
+    assert total(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 13
+    assert total(samples, "concmon_requests_total", endpoint="/work", outcome="lost") == 2
     host = check_invariants(prometheus.host_snapshot())
     assert (host.pid, host.active, host.completed, host.lost) == (0, 3, 15, 2)
     assert host.endpoints["/work"].completed == 15
@@ -129,7 +129,7 @@ def test_a_worker_that_exits_cleanly_is_folded_with_its_final_figures(
     assert "done" in out
     samples = parse(exposition()[0])
     assert value(samples, "concmon_requests_active", endpoint="/work") == 0
-    assert value(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 6
+    assert total(samples, "concmon_requests_total", endpoint="/work", outcome="ok") == 6
     leftovers = sorted(p.name for p in multiproc_dir.iterdir() if str(worker.pid) in p.name)
     assert leftovers == []
 
@@ -143,7 +143,7 @@ def test_thousands_of_worker_recycles_leave_a_bounded_directory(multiproc_dir: P
             store.write(_figures(finished=1, active=1))
             store.close()
         samples = parse(exposition()[0])
-        assert value(samples, "concmon_requests_total", endpoint="/w", outcome="ok") == (
+        assert total(samples, "concmon_requests_total", endpoint="/w", outcome="ok") == (
             (batch + 1) * 100
         )
         assert value(samples, "concmon_requests_active", endpoint="/w") == 0
@@ -206,7 +206,7 @@ def test_a_state_file_that_vanishes_or_is_garbage_is_skipped(multiproc_dir: Path
     other.write(_figures(finished=3, active=1))
     (multiproc_dir / "concmon-999-garbage.json").write_text("{not json")
     samples = parse(exposition()[0])
-    assert value(samples, "concmon_requests_total", endpoint="/w", outcome="ok") == 3
+    assert total(samples, "concmon_requests_total", endpoint="/w", outcome="ok") == 3
     other.state_path.unlink()
     samples = parse(exposition()[0])
     assert value(samples, "concmon_requests_active", endpoint="/w") is None
@@ -231,7 +231,7 @@ def test_unusable_multiprocess_directory_is_reported_once_and_scrapes_go_on(
     message = errors[0].getMessage()
     assert str(blocker / "multiproc") in message and "CONCMON_PROMETHEUS_MULTIPROC_DIR" in message
     assert "\n" not in message
-    assert value(samples, "concmon_requests_total", endpoint="/w", outcome="ok") == 1
+    assert total(samples, "concmon_requests_total", endpoint="/w", outcome="ok") == 1
 
 
 def test_prometheus_multiproc_dir_of_prometheus_client_switches_it_on_too(
@@ -269,9 +269,9 @@ def test_forked_child_publishes_under_its_own_pid(multiproc_dir: Path) -> None:
     try:
         assert os.read(read_end, 2) == b"ok"
         samples = parse(exposition()[0])
-        assert value(samples, "concmon_requests_total", endpoint="/child", outcome="ok") == 1
+        assert total(samples, "concmon_requests_total", endpoint="/child", outcome="ok") == 1
         assert value(samples, "concmon_requests_active", endpoint="/child") == 1
-        assert value(samples, "concmon_requests_total", endpoint="/parent", outcome="ok") == 1
+        assert total(samples, "concmon_requests_total", endpoint="/parent", outcome="ok") == 1
         assert value(samples, "concmon_processes") == 2
     finally:
         os.write(go_write, b"x")
@@ -286,4 +286,4 @@ def test_forked_child_publishes_under_its_own_pid(multiproc_dir: Path) -> None:
             break
         time.sleep(0.05)
     assert value(samples, "concmon_requests_active", endpoint="/child") == 0
-    assert value(samples, "concmon_requests_total", endpoint="/child", outcome="ok") == 1
+    assert total(samples, "concmon_requests_total", endpoint="/child", outcome="ok") == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import httpx
 import pytest
 
 from tests.exporters.conftest import prometheus_server
+from tests.exporters.helpers import parse, total
 from tests.servers import HOST, free_port, server_process
 
 pytest.importorskip("concmon_fastapi", reason="the FastAPI adapter is needed for /metrics")
@@ -121,9 +124,46 @@ def test_unusable_multiprocess_directory_on_a_real_server_still_serves_and_count
                 assert client.get("/work").status_code == 200
             metrics = client.get("/metrics")
     assert metrics.status_code == 200
-    assert 'concmon_requests_total{endpoint="/work",outcome="ok"} 20.0' in metrics.text
+    assert (
+        total(parse(metrics.text), "concmon_requests_total", endpoint="/work", outcome="ok") == 20
+    )
     output: str = app.output  # type: ignore[attr-defined]
     lines = [line for line in output.splitlines() if "multiproc" in line]
     assert len(lines) == 1, output
     assert "not usable" in lines[0] and "CONCMON_PROMETHEUS_MULTIPROC_DIR" in lines[0]
     assert "Traceback" not in output
+
+
+def test_histogram_quantile_over_concmons_buckets_answers_in_prometheus(tmp_path: Path) -> None:
+    """Prometheus scrapes the duration histogram on CONCMON_LATENCY_BUCKETS: its le labels are
+    those bounds, its count the requests sent, and histogram_quantile gives a p99 inside the
+    first bucket for requests that all took less than it."""
+    port = free_port()
+    env = _env(tmp_path, CONCMON_LATENCY_BUCKETS="0.5,1,2")
+    with (
+        server_process(_uvicorn(port), port, env=env, cwd=ROOT),
+        prometheus_server([f"{HOST}:{port}"], tmp_path) as prom,
+    ):
+        count = 'sum(concmon_request_duration_seconds_count{job="concmon", endpoint="/work"})'
+        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=10) as client:
+            # One request scraped first, so that the rest is an increase Prometheus can see.
+            assert client.get("/work").status_code == 200
+            assert prom.wait_for(count, 1) == 1
+            for _ in range(39):
+                assert client.get("/work").status_code == 200
+        assert prom.wait_for(count, 40) == 40
+        les = {
+            r["metric"]["le"]
+            for r in prom.query('concmon_request_duration_seconds_bucket{endpoint="/work"}')
+        }
+        assert les == {"0.5", "1.0", "2.0", "+Inf"}
+        p99 = (
+            "histogram_quantile(0.99, sum by (le) "
+            '(increase(concmon_request_duration_seconds_bucket{endpoint="/work"}[1m])))'
+        )
+        deadline = time.monotonic() + 30
+        seen = prom.value(p99)
+        while (seen is None or math.isnan(seen)) and time.monotonic() < deadline:
+            time.sleep(0.25)
+            seen = prom.value(p99)
+        assert seen is not None and 0 < seen <= 0.5
