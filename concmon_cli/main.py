@@ -436,7 +436,16 @@ def export_prometheus(
             raise CliError(f"no complete concmon report in {opened.path} since {since}")
     else:
         reports, _ = opened.recent()
-    text = exposition_from_snapshots(reports, stale_intervals=stale_intervals)
+    from concmon.exporters.config import load_exporter_settings
+    from concmon.settings import ConfigError
+
+    try:  # the same label switches as the live exporter (CONCMON_METRICS_*_LABEL)
+        labels_off = load_exporter_settings().labels_off
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    text = exposition_from_snapshots(
+        reports, stale_intervals=stale_intervals, labels_off=labels_off
+    )
     if output is None:
         sys.stdout.write(text)
         return EXIT_OK

@@ -224,6 +224,29 @@ def test_export_prometheus_adds_up_workers_and_writes_atomically(tmp_path: Path)
     assert [p.name for p in target.parent.iterdir()] == ["concmon.prom"]
 
 
+def test_export_prometheus_folds_the_labels_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CONCMON_METRICS_METHOD_LABEL=false`` folds the method away in the file export as in the
+    live exporter; a bad value is one error line."""
+    monitor = ConcurrencyMonitor(clock=FakeClock())
+    for method in ("GET", "POST", "POST"):
+        ticket = monitor.http.begin("/items", method)
+        ticket.respond(200)
+        ticket.finish()
+    path = write(tmp_path / "c.log", [monitor.snapshot()])
+    with_method = run("export", "prometheus", str(path)).stdout
+    assert 'method="POST"' in with_method
+    monkeypatch.setenv("CONCMON_METRICS_METHOD_LABEL", "false")
+    folded = run("export", "prometheus", str(path)).stdout
+    assert "method=" not in folded
+    assert 'concmon_requests_total{endpoint="/items",outcome="ok",status="2xx"} 3.0' in folded
+    monkeypatch.setenv("CONCMON_METRICS_METHOD_LABEL", "maybe")
+    bad = run("export", "prometheus", str(path))
+    assert bad.exit_code == 2 and "CONCMON_METRICS_METHOD_LABEL" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
+
+
 def test_check_reports_a_misconfigured_concmon(
     log_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
