@@ -170,14 +170,6 @@ def _error_of(body: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Latency:
-    """An endpoint's latency percentiles from the duration histogram (None without one)."""
-
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-
-
 @dataclass(frozen=True)
 class FleetScan:
     """One refresh: a snapshot per instance with concmon series, and who is stale."""
@@ -186,8 +178,9 @@ class FleetScan:
     instances: dict[str, Snapshot]
     stale: frozenset[str]
     """Instances Prometheus scrapes but could not at its last try (``up`` is 0)."""
-    latency: dict[str, Latency]
-    """Per endpoint over the whole fleet."""
+    percentiles: dict[tuple[str, str], tuple[float | None, float | None]]
+    """(instance, endpoint) -> p50 and p99 in ms; instance ``""`` for the whole fleet, whose
+    percentiles are taken over every instance's histogram (percentiles do not add up)."""
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -338,6 +331,7 @@ class FleetSource:
         self.client = client
         self.queries = queries
         self.stale_intervals = stale_intervals
+        self.percentiles: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self.label = (
             f"prometheus {client.url} {queries.selector if queries.matchers else '(every job)'}"
         )
@@ -359,13 +353,16 @@ class FleetSource:
         instances = {
             name: instance_snapshot(name, answers, at, window_s) for name in sorted(present - stale)
         }
-        fleet = [self.client.query(q, at) for q in self.queries.latency(fleet=True)]
-        p50, p99 = ({labels[0]: v for labels, v in answer.items()} for answer in fleet)
-        latency = {
-            name: Latency(_ms(p50.get(name)), _ms(p99.get(name)))
-            for name in sorted(set(p50) | set(p99))
+        p50: dict[tuple[str, str], float] = {(k[0], k[1]): v for k, v in answers["p50_s"].items()}
+        p99: dict[tuple[str, str], float] = {(k[0], k[1]): v for k, v in answers["p99_s"].items()}
+        for query in self.queries.latency(fleet=True):
+            answer = self.client.query(query, at)
+            into = p50 if query.name.startswith("fleet_p50") else p99
+            into.update({("", labels[0]): value for labels, value in answer.items()})
+        percentiles = {
+            key: (_ms(p50.get(key)), _ms(p99.get(key))) for key in sorted(set(p50) | set(p99))
         }
-        return FleetScan(at, instances, stale, latency)
+        return FleetScan(at, instances, stale, percentiles)
 
     def latest(self, *, previous: bool = False) -> Reading:
         """The fleet now; with ``previous``, each instance's figures one window ago as well,
@@ -385,6 +382,7 @@ class FleetSource:
             if before is not None:
                 workers.extend(before.instances.values())
         workers.extend(scan.instances.values())
+        self.percentiles = scan.percentiles
         return Reading(self.label, workers, 0)
 
     def stream(self, *, initial: bool) -> FleetStream:
@@ -404,7 +402,7 @@ class FleetStream:
         self.skipped = 0
         self.status: str | None = None
         self.stale: frozenset[str] = frozenset()
-        self.latency: dict[str, Latency] = {}
+        self.percentiles: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._seen: set[str] = set()
 
     def poll(self) -> list[Snapshot]:
@@ -413,7 +411,7 @@ class FleetStream:
         except CliError as exc:
             self.status = str(exc)
             return []
-        self.latency = scan.latency
+        self.percentiles = scan.percentiles
         self._seen |= set(scan.instances)
         self.stale = frozenset((self._seen - set(scan.instances)) | (scan.stale & self._seen))
         self.status = None

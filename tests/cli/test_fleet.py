@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from concmon_cli.main import cli
+from tests.cli.fleet_app import BUILT_IN
 from tests.exporters.conftest import PrometheusServer, prometheus_server
 from tests.servers import HOST, free_port, server_process
 
@@ -30,7 +31,7 @@ DEADLINE = 60.0
 
 def _uvicorn(port: int) -> list[str]:
     return [
-        "python", "-m", "uvicorn", "tests.exporters.prom_app:app",
+        "python", "-m", "uvicorn", "tests.cli.fleet_app:app",
         "--host", HOST, "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
 
@@ -118,8 +119,14 @@ def test_fleet_table_shows_held_actives_per_instance_their_sum_and_exact_totals(
             assert "Active 6 " in shown.stdout
             assert f"Total {sum(sent.values())} " in shown.stdout
             assert "Instances 3" in shown.stdout
-            hold = next(line for line in shown.stdout.splitlines() if line.startswith("/hold "))
+            lines = shown.stdout.splitlines()
+            hold = next(line for line in lines if line.startswith("/hold "))
             assert hold.split()[2] == "6"  # the endpoint's fleet-wide active
+            assert hold.split()[-2:] == ["-", "-"]  # nothing finished: no percentiles
+            work = next(line for line in lines if line.startswith("/work ")).split()
+            assert work[-2] != "-" and work[-1] != "-", shown.stdout
+            if not BUILT_IN:  # every observation in the (10, 25] ms bucket, interpolated
+                assert work[-2:] == ["17.5", "24.9"], shown.stdout
         finally:
             for port in ports:
                 httpx.post(f"http://{HOST}:{port}/release", timeout=10)
