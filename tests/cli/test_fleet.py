@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 from concmon_cli.main import cli
 from tests.cli.fleet_app import BUILT_IN
 from tests.exporters.conftest import PrometheusServer, prometheus_server
+from tests.exporters.test_docs import dashboard_promql
 from tests.servers import HOST, free_port, server_process
 
 pytest.importorskip("concmon_fastapi", reason="the FastAPI adapter serves /metrics")
@@ -115,6 +116,9 @@ def test_fleet_table_shows_held_actives_per_instance_their_sum_and_exact_totals(
                 assert rows[name][0] == str(n + 1), shown.stdout  # active
                 assert rows[name][3] == str(sent[name]), shown.stdout  # total
             assert rows["sum"][0] == "6"
+            per_instance = dashboard_promql("concmon")["In flight per instance"][0]
+            held = {r["metric"]["instance"]: r["value"][1] for r in prom.query(per_instance)}
+            assert held == {name: rows[name][0] for name in names}  # the dashboard agrees
             assert rows["sum"][3] == str(sum(sent.values()))
             assert "Active 6 " in shown.stdout
             assert f"Total {sum(sent.values())} " in shown.stdout

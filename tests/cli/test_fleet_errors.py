@@ -7,6 +7,7 @@ configuration), with a certificate made for 127.0.0.1 by openssl.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import ssl
 import subprocess
@@ -194,3 +195,47 @@ def test_tls_is_verified_and_basic_auth_is_sent_from_the_environment(tmp_path: P
         _one_line(rejected, 2, "rejected the query", "bad_data")
         checked = _run("check", "--prometheus", url, "--prometheus-ca", str(ca), **creds)
         assert _one_line(checked, 3, "no concmon series").startswith("UNKNOWN - ")
+
+
+@pytest.fixture
+def promtool() -> str:
+    reason = _ensure_prometheus()
+    if reason is not None:
+        pytest.skip(reason)
+    path = shutil.which("promtool")
+    assert path is not None
+    return path
+
+
+def test_show_queries_prints_valid_promql_with_the_selector_and_window(
+    promtool: str, tmp_path: Path
+) -> None:
+    """--show-queries prints each query once, selector and window in it; promtool parses all."""
+    result = _run(
+        "watch", "--prometheus", f"http://{HOST}:1", "--job", "api", "--selector",
+        '{env="prod"}', "--refresh", "5", "--show-queries",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    names = [line[2:] for line in lines if line.startswith("# ")]
+    exprs = [line for line in lines if not line.startswith("#")]
+    assert len(names) == len(exprs) and {"up", "active", "finished", "p99_s"} <= set(names)
+    for expr in exprs:
+        assert '{job="api", env="prod"}' in expr, expr
+    assert any("[5s]" in expr for expr in exprs)
+    rules = {
+        "groups": [
+            {
+                "name": "fleet",
+                "rules": [
+                    {"record": f"fleet:{n}", "expr": e} for n, e in zip(names, exprs, strict=True)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "rules.yml"
+    path.write_text(json.dumps(rules))
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
