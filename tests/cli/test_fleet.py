@@ -123,6 +123,13 @@ def test_fleet_table_shows_held_actives_per_instance_their_sum_and_exact_totals(
             assert "Active 6 " in shown.stdout
             assert f"Total {sum(sent.values())} " in shown.stdout
             assert "Instances 3" in shown.stdout
+            checked = _run(
+                "check", "--prometheus", prom.url, "--job", "concmon", "--warn-active", "5"
+            )
+            assert checked.exit_code == 1, checked.output
+            assert checked.stdout.startswith("WARNING - active 6 > 5 | active=6;5;;0 "), (
+                checked.stdout
+            )
             lines = shown.stdout.splitlines()
             hold = next(line for line in lines if line.startswith("/hold "))
             assert hold.split()[2] == "6"  # the endpoint's fleet-wide active
