@@ -332,6 +332,7 @@ class FleetSource:
         self.queries = queries
         self.stale_intervals = stale_intervals
         self.percentiles: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self.stale: frozenset[str] = frozenset()
         self.label = (
             f"prometheus {client.url} {queries.selector if queries.matchers else '(every job)'}"
         )
@@ -383,7 +384,14 @@ class FleetSource:
                 workers.extend(before.instances.values())
         workers.extend(scan.instances.values())
         self.percentiles = scan.percentiles
+        self.stale = scan.stale
         return Reading(self.label, workers, 0)
+
+    def stale_note(self) -> str | None:
+        """What the footer says of the instances Prometheus could not scrape, if any."""
+        if not self.stale:
+            return None
+        return "stale (Prometheus cannot scrape them): " + ", ".join(sorted(self.stale))
 
     def stream(self, *, initial: bool) -> FleetStream:
         return FleetStream(self)

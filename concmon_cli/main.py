@@ -29,10 +29,10 @@ from concmon_cli.errors import (
 )
 from concmon_cli.render import INSTANCES, WORKERS, Footer, Thresholds, make_console, view
 from concmon_cli.sources import FileSource, Kind, UrlSource, open_source
+from concmon_cli.wording import counted
 
 if TYPE_CHECKING:
     from concmon_cli.fleet import FleetSource
-from concmon_cli.wording import counted
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROG = "concmon-cli"
@@ -285,7 +285,13 @@ def show(*, source: str | None, kind: str, stale_intervals: float, window: str, 
         view(
             reading.live,
             reading.total,
-            Footer(reading.label, reading.skipped, reading.workers.retired, members=members),
+            Footer(
+                reading.label,
+                reading.skipped,
+                reading.workers.retired,
+                None if fleet is None else fleet.stale_note(),
+                members=members,
+            ),
             _thresholds(opts),
             terminal=console.is_terminal,
             per_worker=opts["per_worker"] or opts["per_instance"],

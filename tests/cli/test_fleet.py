@@ -218,3 +218,7 @@ def test_killed_instance_goes_stale_then_is_gone_with_its_totals_kept(tmp_path: 
             watch.send_signal(signal.SIGINT)
             watch.communicate(timeout=30)
         assert watch.returncode == 0, frames[-1:]
+        shown = _run("show", "--prometheus", prom.url, "--job", "concmon", "--per-instance")
+        assert shown.exit_code == 0, shown.output
+        assert set(_rows(shown.stdout, names)) == {names[0], names[1], "sum"}
+        assert f"stale (Prometheus cannot scrape them): {victim}" in shown.stdout
