@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -27,9 +27,12 @@ from concmon_cli.errors import (
     EXIT_UNREADABLE,
     CliError,
 )
-from concmon_cli.render import Footer, Thresholds, make_console, view
+from concmon_cli.render import INSTANCES, WORKERS, Footer, Thresholds, make_console, view
 from concmon_cli.sources import FileSource, Kind, UrlSource, open_source
 from concmon_cli.wording import counted
+
+if TYPE_CHECKING:
+    from concmon_cli.fleet import FleetSource
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROG = "concmon-cli"
@@ -124,6 +127,9 @@ def _display_options(fn: F) -> F:
     for decorator in reversed(
         [
             click.option("--per-worker", is_flag=True, help="A row per worker process as well."),
+            click.option(
+                "--per-instance", is_flag=True, help="With --prometheus: a row per instance."
+            ),
             click.option("--no-color", is_flag=True, help="No colours (NO_COLOR also works)."),
             click.option("--warn-active", type=click.IntRange(min=1), help="Active turns yellow."),
             click.option("--crit-active", type=click.IntRange(min=1), help="Active turns red."),
@@ -145,6 +151,88 @@ def _display_options(fn: F) -> F:
     ):
         fn = decorator(fn)
     return fn
+
+
+def _fleet_options(fn: F) -> F:
+    """``--prometheus URL`` and the options that choose and show what is asked of it."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--prometheus",
+                "prometheus_url",
+                metavar="URL",
+                help="Read the fleet from this Prometheus server's query API instead of SOURCE.",
+            ),
+            click.option("--job", metavar="NAME", help="With --prometheus: only this scrape job."),
+            click.option(
+                "--selector",
+                metavar="'{label=\"value\",...}'",
+                help="With --prometheus: only the series these label matchers select.",
+            ),
+            click.option(
+                "--prometheus-ca",
+                type=click.Path(dir_okay=False),
+                envvar="CONCMON_PROMETHEUS_CA",
+                show_envvar=True,
+                help="With --prometheus: verify its TLS certificate with this CA file.",
+            ),
+            click.option(
+                "--show-queries",
+                is_flag=True,
+                help="With --prometheus: print the PromQL it runs, then exit.",
+            ),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+def _context() -> click.Context | None:
+    return click.get_current_context(silent=True)
+
+
+def _window_option(fn: F) -> F:
+    return click.option(
+        "--window",
+        default="1m",
+        show_default=True,
+        help="With --prometheus: the span of rates and interval peaks (two scrapes or more).",
+    )(fn)
+
+
+def _fleet(
+    source: str | None, stale_intervals: float, window_s: float, opts: dict[str, Any]
+) -> FleetSource | None:
+    """The fleet source the options ask for, None without ``--prometheus``; with
+    ``--show-queries`` the queries are printed and the command ends."""
+    url = opts.pop("prometheus_url")
+    job, selector, ca = opts.pop("job"), opts.pop("selector"), opts.pop("prometheus_ca")
+    show_queries = opts.pop("show_queries")
+    if url is None:
+        for name, value in (
+            ("--job", job),
+            ("--selector", selector),
+            ("--prometheus-ca", ca),
+            ("--show-queries", show_queries),
+            ("--per-instance", opts.get("per_instance")),
+        ):
+            if value:
+                raise click.UsageError(f"{name} needs --prometheus URL", ctx=_context())
+        return None
+    if source is not None:
+        raise click.UsageError(f"give SOURCE {source!r} or --prometheus, not both", ctx=_context())
+    from concmon_cli.fleet import FleetSource, PrometheusClient
+    from concmon_cli.promql import Matcher, Queries, job_matcher, parse_selector
+
+    matchers: tuple[Matcher, ...] = (job_matcher(job),) if job is not None else ()
+    if selector is not None:
+        matchers += parse_selector(selector)
+    queries = Queries(matchers, window_s)
+    if show_queries:
+        for query in queries.every():
+            click.echo(f"# {query.name}\n{query.promql}")
+        sys.exit(EXIT_OK)
+    return FleetSource(PrometheusClient(url, ca_file=ca), queries, stale_intervals)
 
 
 def _open(source: str | None, kind: str, stale_intervals: float) -> FileSource | UrlSource:
@@ -184,18 +272,30 @@ def cli() -> None:
 @cli.command()
 @_source_option
 @_display_options
-def show(*, source: str | None, kind: str, stale_intervals: float, **opts: Any) -> int:
-    """The table once, from the latest report (read from the end of the file)."""
-    reading = _open(source, kind, stale_intervals).latest()
+@_fleet_options
+@_window_option
+def show(*, source: str | None, kind: str, stale_intervals: float, window: str, **opts: Any) -> int:
+    """The table once, from the latest report (read from the end of the file), or the fleet
+    from Prometheus (--prometheus)."""
+    fleet = _fleet(source, stale_intervals, parse_span(window, "--window"), opts)
+    reading = (fleet or _open(source, kind, stale_intervals)).latest()
+    members = WORKERS if fleet is None else INSTANCES
     console = make_console(no_color=opts["no_color"])
     console.print(
         view(
             reading.live,
             reading.total,
-            Footer(reading.label, reading.skipped, reading.workers.retired),
+            Footer(
+                reading.label,
+                reading.skipped,
+                reading.workers.retired,
+                None if fleet is None else fleet.stale_note(),
+                members=members,
+            ),
             _thresholds(opts),
             terminal=console.is_terminal,
-            per_worker=opts["per_worker"],
+            per_worker=opts["per_worker"] or opts["per_instance"],
+            percentiles=None if fleet is None else fleet.percentiles,
         )
     )
     return EXIT_OK
@@ -214,6 +314,7 @@ def show(*, source: str | None, kind: str, stale_intervals: float, **opts: Any) 
 @click.option(
     "--count", type=click.IntRange(min=0), default=0, help="Stop after N redraws (0: never)."
 )
+@_fleet_options
 def watch(
     *,
     source: str | None,
@@ -225,25 +326,37 @@ def watch(
 ) -> int:
     """The live table, redrawn as reports arrive; Ctrl-C to stop.
 
-    A file that does not exist yet is waited for, and a rotated file is followed.
+    A file that does not exist yet is waited for, and a rotated file is followed. With
+    --prometheus, the fleet: rates and interval peaks over the refresh interval.
     """
-    opened = _open(source, kind, stale_intervals)
+    fleet = _fleet(source, stale_intervals, refresh, opts)
+    opened = fleet or _open(source, kind, stale_intervals)
     stream = opened.stream(initial=True)
     label = opened.label
     console = make_console(no_color=opts["no_color"])
     workers = HostView(stale_intervals)
     thresholds = _thresholds(opts)
+    members = WORKERS if fleet is None else INSTANCES
 
     def frame() -> Any:
-        info = Footer(label, stream.skipped, workers.retired, stream.status)
+        info = Footer(label, stream.skipped, workers.retired, stream.status, members=members)
+        live = workers.live()
+        if fleet is not None:
+            from concmon_cli.fleet import marked
+
+            live = [marked(s, getattr(stream, "stale", frozenset())) for s in live]
         return view(
-            workers.live(),
+            live,
             workers.total(),
             info,
             thresholds,
             terminal=console.is_terminal,
-            per_worker=opts["per_worker"],
+            per_worker=opts["per_worker"] or opts["per_instance"],
+            percentiles=None if fleet is None else getattr(stream, "percentiles", None),
         )
+
+    if fleet is not None:
+        workers.extend(fleet.latest().live)  # a first answer, or the one-line error
 
     drawn = 0
     try:
@@ -341,6 +454,9 @@ def export() -> None:
 @click.option("--follow", "-f", is_flag=True, help="Then every new report as it arrives.")
 @click.option("--per-worker", is_flag=True, help="The latest report of each worker, not the sum.")
 @click.option(
+    "--per-instance", is_flag=True, help="With --prometheus: each instance's line, not the sum."
+)
+@click.option(
     "--count", type=click.IntRange(min=0), default=0, help="With --follow: stop after N reports."
 )
 @click.option(
@@ -350,6 +466,8 @@ def export() -> None:
     show_default=True,
     help="With --follow: seconds between two looks at the source.",
 )
+@_fleet_options
+@_window_option
 def export_json(
     *,
     source: str | None,
@@ -360,18 +478,25 @@ def export_json(
     per_worker: bool,
     count: int,
     poll: float,
+    window: str,
+    **opts: Any,
 ) -> int:
     """The latest snapshot as one JSON line, exactly as the jsonl sink writes it.
 
-    With several workers the line is their sum (pid 0) unless --per-worker is given.
+    With several workers the line is their sum (pid 0) unless --per-worker is given; with
+    --prometheus, the fleet's sum unless --per-instance is given.
     """
     cutoff = parse_since(since, "--since") if since is not None else None
-    opened = _open(source, kind, stale_intervals)
+    fleet = _fleet(source, stale_intervals, parse_span(window, "--window"), opts)
+    per_worker = per_worker or opts["per_instance"]
+    opened = fleet or _open(source, kind, stale_intervals)
     out = sys.stdout
     written = 0
     if cutoff is not None:
         if not isinstance(opened, FileSource):
-            raise CliError("--since needs a log or JSON-lines file; a URL only has the present")
+            raise CliError(
+                "--since needs a log or JSON-lines file; a URL or Prometheus has the present"
+            )
         reports, _ = opened.reports_since(cutoff)
         for report in reports:
             out.write(snapshot_line(report))
@@ -516,6 +641,8 @@ def _threshold_options(fn: F) -> F:
 @cli.command()
 @_source_option
 @_threshold_options
+@_fleet_options
+@_window_option
 def check(*, source: str | None, kind: str, stale_intervals: float, **opts: Any) -> int:
     """One status line and the exit code of a monitoring plugin (Nagios, Icinga, Sensu):
     0 OK, 1 WARNING (past a --warn-* threshold), 2 CRITICAL (past a --max-* threshold, or
@@ -557,6 +684,14 @@ def _check(source: str | None, kind: str, stale_intervals: float, opts: dict[str
         age_s=threshold("age"),
         littles_law=threshold("littles-law"),
     )
+    window = parse_span(opts["window"], "--window")
+    fleet = _fleet(source, stale_intervals, window, {**opts, "per_instance": None})
+    if fleet is not None:
+        # The fleet is judged on what Prometheus holds, not on this machine's settings.
+        reading = fleet.latest(previous=True)
+        verdict = evaluate(reading.workers, limits, age_s=None)
+        click.echo(verdict.line())
+        return verdict.exit_code
     misconfigured = _misconfiguration()
     try:
         reading = _open(source, kind, stale_intervals).latest()

@@ -43,6 +43,23 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class Members:
+    """What the parts of a sum are: the worker processes of a host, or a fleet's instances."""
+
+    column: str = "pid"
+    noun: str = "worker"
+    uptime: bool = True
+    """Whether the parts report an uptime (Prometheus series carry none)."""
+
+    def name(self, snapshot: Snapshot) -> str:
+        return str(snapshot.pid) if self.column == "pid" else snapshot.host
+
+
+WORKERS = Members()
+INSTANCES = Members("instance", "instance", uptime=False)
+
+
+@dataclass(frozen=True)
 class Footer:
     source: str
     skipped: int = 0
@@ -50,6 +67,7 @@ class Footer:
     """Workers taken for gone: their totals stay in the sum, their actives do not."""
     status: str | None = None
     now: datetime | None = None
+    members: Members = WORKERS
 
 
 class _PipedConsole(Console):
@@ -159,10 +177,12 @@ def _peak(value: int, bound: bool) -> str:
     return f"\u2264{value}" if bound else str(value)
 
 
-BOUND_NOTE = (
-    "\u2264 a sum of each worker's own peak: an upper bound, the workers need not have "
-    "peaked at the same moment"
-)
+def bound_note(noun: str) -> str:
+    """What a ``≤N`` means, said of the parts that were summed (workers, instances)."""
+    return (
+        f"\u2264 a sum of each {noun}'s own peak: an upper bound, the {noun}s need not have "
+        "peaked at the same moment"
+    )
 
 
 class PairLines:
@@ -190,7 +210,9 @@ class PairLines:
         yield Text("\n").join(lines)
 
 
-def header(total: Snapshot, workers: Sequence[Snapshot], t: Thresholds) -> PairLines:
+def header(
+    total: Snapshot, workers: Sequence[Snapshot], t: Thresholds, members: Members = WORKERS
+) -> PairLines:
     """The totals: requests, then queue, saturation and the process figures.
 
     Every peak names its span (this interval, ever); a peak summed over workers is ``≤N``.
@@ -232,9 +254,10 @@ def header(total: Snapshot, workers: Sequence[Snapshot], t: Thresholds) -> PairL
         _pair("Threads", _int(sy.threads)),
         _pair("FDs", _int(sy.open_fds)),
         _pair("Loop lag", lag, _lag_style(sy.loop_lag_ms, t)),
-        _pair("Uptime", _duration(s.uptime_s)),
-        _pair("Workers", str(len(workers))),
     ]
+    if members.uptime:
+        process.append(_pair("Uptime", _duration(s.uptime_s)))
+    process.append(_pair(members.noun.capitalize() + "s", str(len(workers))))
     return PairLines(requests, process)
 
 
@@ -373,8 +396,6 @@ The rate and the percentiles cover the interval (the buckets of the requests tha
 since the previous report); the time to first byte is HTTP's only (``-`` for ``ws`` and ``bg``).
 """
 
-PID_COLUMN = Column("pid", 0)
-
 
 def _rate(value: float) -> str:
     return f"{value:.1f}"
@@ -401,6 +422,18 @@ def _endpoint_cells(name: Text, e: EndpointStats, t: Thresholds, bound: Bounds) 
         Text(_quantile(e, "duration", 0.99)),
         Text(_quantile(e, "ttfb", 0.99)),
     ]
+
+
+PERCENTILE_COLUMNS = (Column("p50 ms", 8), Column("p99 ms", 8))
+
+Percentiles = Mapping[tuple[str, str], tuple[float | None, float | None]]
+"""(part's name or ``""`` for the sum, endpoint) -> its p50 and p99 in ms, where a source
+knows them (the fleet view's duration histograms)."""
+
+
+def _percentile_cells(percentiles: Percentiles, part: str, name: str) -> list[Text]:
+    p50, p99 = percentiles.get((part, name), (None, None))
+    return [Text(_ms(p50)), Text(_ms(p99))]
 
 
 @dataclass(frozen=True)
@@ -443,20 +476,29 @@ def endpoint_table(
     terminal: bool,
     per_worker: Sequence[Snapshot] = (),
     workers: Sequence[Snapshot] = (),
+    *,
+    members: Members = WORKERS,
+    percentiles: Percentiles | None = None,
 ) -> FittedTable:
     """One row per endpoint (WebSockets as ``ws``, background tasks as ``bg``).
 
     ``workers`` are the live workers summed into ``total``: a peak more than one of them
     contributed to is marked as an upper bound. ``per_worker`` adds their rows under each.
+    ``percentiles`` adds p50 and p99 columns (``-`` where an endpoint has none).
     """
     live = workers or per_worker
+    columns = ENDPOINT_COLUMNS + (PERCENTILE_COLUMNS if percentiles is not None else ())
     if per_worker:
-        table = FittedTable(terminal, ENDPOINT_COLUMNS[0], PID_COLUMN, *ENDPOINT_COLUMNS[1:])
+        split = Column(members.column, 0)
+        table = FittedTable(terminal, columns[0], split, *columns[1:])
     else:
-        table = FittedTable(terminal, *ENDPOINT_COLUMNS)
+        table = FittedTable(terminal, *columns)
     for prefix, attribute, name, stats in _rows(total):
         parts = [_section(w, attribute)[name] for w in live if name in _section(w, attribute)]
         cells = _endpoint_cells(shown_name(prefix + name), stats, t, Bounds.over(parts))
+        key = name if attribute == "endpoints" else prefix + name
+        if percentiles is not None:
+            cells += _percentile_cells(percentiles, "", key)
         if not per_worker:
             table.add_row(*cells)
             continue
@@ -465,7 +507,9 @@ def endpoint_table(
             wstats = _section(worker, attribute).get(name)
             if wstats is not None:
                 cells = _endpoint_cells(shown_name("  " + prefix + name, DIM), wstats, t, Bounds())
-                table.add_row(cells[0], Text(str(worker.pid)), *cells[1:])
+                if percentiles is not None:
+                    cells += _percentile_cells(percentiles, members.name(worker), key)
+                table.add_row(cells[0], shown_name(members.name(worker)), *cells[1:])
     return table
 
 
@@ -516,14 +560,20 @@ WORKER_COLUMNS = (
 
 
 def worker_table(
-    workers: Sequence[Snapshot], total: Snapshot, t: Thresholds, terminal: bool, now: datetime
+    workers: Sequence[Snapshot],
+    total: Snapshot,
+    t: Thresholds,
+    terminal: bool,
+    now: datetime,
+    *,
+    members: Members = WORKERS,
 ) -> FittedTable:
-    table = FittedTable(terminal, *WORKER_COLUMNS)
+    table = FittedTable(terminal, Column(members.column, 0), *WORKER_COLUMNS[1:])
 
     def cells(s: Snapshot, label: str, age: str, bound: Bounds) -> list[Text]:
         sy = s.system
         return [
-            Text(label),
+            shown_name(label),
             Text(str(s.active), style=_active_style(s.active, t)),
             Text(_peak(s.interval_peak, bound.interval_peak)),
             Text(_peak(s.peak, bound.peak)),
@@ -539,7 +589,7 @@ def worker_table(
 
     for s in workers:
         age = _duration((now - parse_timestamp(s.timestamp)).total_seconds())
-        table.add_row(*cells(s, str(s.pid), age, Bounds()))
+        table.add_row(*cells(s, members.name(s), age, Bounds()))
     table.add_row(*cells(total, "sum", "", Bounds.over(workers)), style="bold")
     return table
 
@@ -554,7 +604,8 @@ def footer(total: Snapshot | None, info: Footer) -> Text:
     if info.skipped:
         text.append(f"  {counted(info.skipped, 'unreadable line')} skipped", style=WARN)
     if info.gone:
-        text.append(f"  {counted(info.gone, 'worker')} gone (their totals kept)", style=DIM)
+        noun = info.members.noun
+        text.append(f"  {counted(info.gone, noun)} gone (their totals kept)", style=DIM)
     if info.status:
         text.append(f"  {info.status}", style=WARN)
     return text
@@ -568,22 +619,27 @@ def view(
     *,
     terminal: bool,
     per_worker: bool = False,
+    percentiles: Percentiles | None = None,
 ) -> RenderableType:
     """The whole screen: header, endpoint table, queues, workers (if asked), footer."""
     if total is None:
         return Group(Text("no report yet", style=DIM), footer(None, info))
     now = info.now or datetime.now(UTC)
-    parts: list[RenderableType] = [header(total, workers, t), Text("")]
-    parts.append(endpoint_table(total, t, terminal, workers if per_worker else (), workers))
+    members = info.members
+    parts: list[RenderableType] = [header(total, workers, t, members), Text("")]
+    split = workers if per_worker else ()
+    parts.append(
+        endpoint_table(total, t, terminal, split, workers, members=members, percentiles=percentiles)
+    )
     queues = queue_table(total, t, terminal, workers)
     if queues is not None:
         parts += [Text(""), queues]
     if per_worker:
-        parts += [Text(""), worker_table(workers, total, t, terminal, now)]
+        parts += [Text(""), worker_table(workers, total, t, terminal, now, members=members)]
     if any(
         _summed(figures)
         for figures in zip(*((w.interval_peak, w.peak, w.queue_peak) for w in workers), strict=True)
     ):
-        parts += [Text(""), Text(BOUND_NOTE, style=DIM)]
+        parts += [Text(""), Text(bound_note(members.noun), style=DIM)]
     parts += [Text(""), footer(total, info)]
     return Group(*parts)

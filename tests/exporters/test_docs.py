@@ -34,11 +34,43 @@ def _doc_promql() -> list[str]:
     return exprs
 
 
-def _dashboard_promql() -> list[str]:
+def dashboard_promql(job: str = "myapp", instance: str = ".*") -> dict[str, list[str]]:
+    """Each panel's queries (by title) with the dashboard's variables filled in."""
     dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    return {
+        p["title"]: [
+            t["expr"]
+            .replace("$__rate_interval", "1m")
+            .replace("$job", job)
+            .replace("$instance", instance)
+            for t in p.get("targets", [])  # a row holds no query
+        ]
+        for p in dashboard["panels"]
+    }
+
+
+def _dashboard_promql() -> list[str]:
+    exprs = [e for panel in dashboard_promql().values() for e in panel]
     assert exprs
-    return [e.replace("$__rate_interval", "1m").replace("$job", "myapp") for e in exprs]
+    return exprs
+
+
+def test_dashboard_has_a_fleet_saturation_panel_and_a_row_per_instance() -> None:
+    """Below the 'Per instance' row every query splits by instance and honours $instance."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = sorted(dashboard["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    titles = [p["title"] for p in panels]
+    assert any(t.startswith("Fleet saturation") for t in titles)
+    below = panels[titles.index("Per instance") + 1 :]
+    assert len(below) >= 4
+    for panel in below:
+        for target in panel["targets"]:
+            assert "by (instance)" in target["expr"], panel["title"]
+            assert 'instance=~"$instance"' in target["expr"], panel["title"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["instance"]["includeAll"] and variables["instance"]["allValue"] == ".*"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
 
 
 def _metric_names(expr: str) -> set[str]:
