@@ -97,7 +97,8 @@ class Exchange:
         self.status = status
         ticket = self.ticket
         if ticket is not None:
-            ticket.respond(_code(status))
+            code = status[:3]
+            ticket.respond(int(code) if code.isdigit() else 0)
         return self.start_response(status, headers, exc_info)
 
     # -- the response iterable -----------------------------------------------------------------
@@ -114,10 +115,12 @@ class Exchange:
             for chunk in chunks:
                 yield chunk
                 if chunk:
-                    self._first_byte()
                     break
-            else:  # an empty body ended
-                self._first_byte()
+            # The first byte has been written (or an empty body ended); the ticket exists
+            # from the moment the server has the iterable.
+            ticket = self.ticket
+            if ticket is not None:
+                ticket.first_byte()
             for chunk in chunks:
                 yield chunk
         except GeneratorExit:
@@ -127,11 +130,6 @@ class Exchange:
                 self.error = type(exc)
             raise
         self._done = True
-
-    def _first_byte(self) -> None:
-        ticket = self.ticket
-        if ticket is not None:
-            ticket.first_byte()
 
     def close(self) -> None:
         try:
