@@ -168,13 +168,12 @@ class _Exchange:
         return message
 
 
-def _waited(scope: Scope, header: bytes) -> float | None:
-    """The seconds the request queued before the application, from the proxy's stamp in
-    ``header`` (see :mod:`concmon.request_start`); None without a believable stamp."""
-    for key, value in scope.get("headers", ()):
-        if key == header:
-            return seconds_waited(value, time.time())
-    return None
+def _queued_before(ticket: Ticket, stamp: bytes) -> None:
+    """Tell ``ticket`` how long the request queued before the application, from the proxy's
+    ``stamp`` (see :mod:`concmon.request_start`); nothing without a believable one."""
+    waited = seconds_waited(stamp, time.time())
+    if waited is not None:
+        ticket.waited_before(waited)
 
 
 def _hold(state: MiddlewareState) -> ConcurrencyMonitor:
@@ -404,9 +403,10 @@ class ConcMonMiddleware:
             ticket = self._admit(group, scope)
             header = self._request_start
             if header is not None:
-                waited = _waited(scope, header)
-                if waited is not None:
-                    ticket.waited_before(waited)
+                for key, value in scope.get("headers", ()):
+                    if key == header:
+                        _queued_before(ticket, value)
+                        break
             exchange = _Exchange(ticket, scope, send, receive, self._failed)
             try:
                 await self.app(scope, exchange.receive, exchange.send)
