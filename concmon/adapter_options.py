@@ -10,6 +10,7 @@ the docs' option tables are generated from the fields (:func:`options_table`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final, Self
@@ -17,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Final, Self
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from concmon.request_start import DEFAULT_HEADER
 from concmon.settings import ConfigError, split_commas
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -104,6 +106,17 @@ def _failed_status(value: Any) -> FailedStatus:
         return FailedStatus(value)
     if callable(value):
         return FailedStatus(None, value)
+    raise _invalid()
+
+
+_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+
+
+def _header_name(value: Any) -> str | None:
+    if value is None or value is False or value == "":
+        return None
+    if isinstance(value, str) and _HEADER_NAME.fullmatch(value):
+        return value.lower()
     raise _invalid()
 
 
@@ -198,6 +211,14 @@ class AdapterOptions(BaseModel):
         "proxy's forwarding header (uvicorn's `--forwarded-allow-ips`, werkzeug's `ProxyFix`), "
         "trusting it. Off: any request with a forwarding header is refused, since the server "
         "may have taken its address from a header the client forged.",
+    )
+
+    request_start_header: Annotated[str | None, PlainValidator(_header_name)] = option(
+        DEFAULT_HEADER,
+        "a header name (letters, digits and -), or None to read none",
+        "The header a proxy stamps with the moment it took the request (`t=` and Unix "
+        "seconds, milliseconds or microseconds); the wait from it to admission is the time "
+        "queued before the application (docs/queue-time.md).",
     )
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, TypedDict, Unpack
 
@@ -33,6 +34,7 @@ from concmon import (
 )
 from concmon.adapter_options import FailedStatus
 from concmon.endpoints import TEXT, Answer, MachineEndpoints, answer, forwarding_header
+from concmon.request_start import seconds_waited
 from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate, ClientWatch, Verdict
 from concmon_fastapi.options import Options, Scope
@@ -102,9 +104,14 @@ class MiddlewareState:
 
 
 class _Exchange:
-    """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status."""
+    """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status.
 
-    __slots__ = ("_failed", "_receive", "_send", "scope", "status", "ticket")
+    ``pending`` is True until the first byte of the body has gone out: the head's moment is
+    told to the ticket as the application sends it, the first byte's once the server's
+    ``send`` returned (a client already gone makes it raise: no first byte).
+    """
+
+    __slots__ = ("_failed", "_receive", "_send", "pending", "scope", "status", "ticket")
 
     def __init__(
         self, ticket: Ticket, scope: Scope, send: Send, receive: Receive, failed: FailedStatus
@@ -115,28 +122,40 @@ class _Exchange:
         self._receive = receive
         self._failed = failed
         self.status = 0
+        self.pending = True
 
     def finish(self, outcome: Outcome) -> None:
         _close(self.ticket, self.scope, outcome)
 
     def send(self, message: Message) -> Awaitable[None]:
-        # Not a coroutine: every message but the last is handed to the server's own send and
-        # its awaitable returned as it is, so a streamed chunk costs no frame of ours. If that
-        # send raises because the client is gone, the error travels up through the
-        # application to ``__call__`` (see ``_outcome``).
+        # Not a coroutine: every message but the first body chunk and the last is handed to the
+        # server's own send and its awaitable returned as it is, so a streamed chunk costs no
+        # frame of ours. If that send raises because the client is gone, the error travels up
+        # through the application to ``__call__`` (see ``_outcome``).
         kind = message["type"]
         if kind == "http.response.body":
             if message.get("more_body", False):
+                if self.pending and message.get("body"):
+                    return self._first(message)
                 return self._send(message)
             return self._last(message)
         if kind == "http.response.start":
-            self.status = message["status"]
+            status = self.status = message["status"]
+            self.ticket.respond(status)
         elif kind == "http.response.pathsend":
             return self._last(message)
         return self._send(message)
 
+    async def _first(self, message: Message) -> None:
+        await self._send(message)
+        self.pending = False
+        self.ticket.first_byte()
+
     async def _last(self, message: Message) -> None:
         await self._send(message)
+        if self.pending:  # the whole body went in this message, or it ended empty
+            self.pending = False
+            self.ticket.first_byte()
         rule = self._failed
         # Compared here, not by calling the rule: that call adds 9 % to the adapter's instructions.
         failed = self.status >= rule.threshold if rule.threshold is not None else rule(self.status)
@@ -147,6 +166,14 @@ class _Exchange:
         if message["type"] == "http.disconnect":
             self.finish(_CANCELLED)  # a no-op once the response is complete
         return message
+
+
+def _queued_before(ticket: Ticket, stamp: bytes) -> None:
+    """Tell ``ticket`` how long the request queued before the application, from the proxy's
+    ``stamp`` (see :mod:`concmon.request_start`); nothing without a believable one."""
+    waited = seconds_waited(stamp, time.time())
+    if waited is not None:
+        ticket.waited_before(waited)
 
 
 def _hold(state: MiddlewareState) -> ConcurrencyMonitor:
@@ -250,6 +277,8 @@ class ConcMonMiddleware:
         self._names: RouteNames | None = None
         self._router = find_router(app) if opts.name_for is None else None
         self._fixed_name = opts.names.get(CATCH_ALL, CATCH_ALL)
+        header = opts.request_start_header
+        self._request_start = header.encode("latin-1") if header is not None else None
 
     # -- starting and stopping ------------------------------------------------------------------
 
@@ -341,9 +370,10 @@ class ConcMonMiddleware:
     def _admit(self, group: EndpointGroup, scope: Scope) -> Ticket:
         """The request's ticket; with a router, counted as routing until its route tells."""
         names = self._route_names()
+        method = scope.get("method", "")
         if names is None:
-            return group.begin(self._fixed(scope))
-        ticket = group.admit()
+            return group.begin(self._fixed(scope), method)
+        ticket = group.admit(method)
         scope[SCOPE_MARK] = Naming(ticket, names)
         return ticket
 
@@ -370,7 +400,14 @@ class ConcMonMiddleware:
                 return None
             receive = queued
         try:
-            exchange = _Exchange(self._admit(group, scope), scope, send, receive, self._failed)
+            ticket = self._admit(group, scope)
+            header = self._request_start
+            if header is not None:
+                for key, value in scope.get("headers", ()):
+                    if key == header:
+                        _queued_before(ticket, value)
+                        break
+            exchange = _Exchange(ticket, scope, send, receive, self._failed)
             try:
                 await self.app(scope, exchange.receive, exchange.send)
             except BaseException as exc:

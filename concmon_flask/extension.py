@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from flask import Flask, Request
 
-from concmon import ConcurrencyMonitor, EndpointGroup, init_monitor
+from concmon import ConcurrencyMonitor, init_monitor
 from concmon_flask.options import Options, core_options, from_config
 from concmon_flask.wsgi import ENVIRON_KEY, UNMATCHED_NAME, ConcMonWSGIMiddleware, Exchange
 
@@ -39,7 +39,7 @@ EXTENSION_KEY: Final = "concmon"
 _VIEW_ARGS: Final = "_concmon_view_args"
 
 
-def naming_request_class(base: type[Request], group: EndpointGroup) -> type[Request]:
+def naming_request_class(base: type[Request]) -> type[Request]:
     """``base`` whose ``view_args`` setter begins the request's count.
 
     Flask stores the match as ``request.url_rule, request.view_args = ...``: by the time
@@ -53,7 +53,7 @@ def naming_request_class(base: type[Request], group: EndpointGroup) -> type[Requ
         exchange: Exchange | None = self.environ.get(ENVIRON_KEY)
         if exchange is not None and exchange.ticket is None:
             rule = self.url_rule
-            exchange.ticket = group.begin(rule.rule if rule is not None else UNMATCHED_NAME)
+            exchange.open(rule.rule if rule is not None else UNMATCHED_NAME)
 
     namespace = {
         # The getter is C code: the stored value, or the class default of None below when
@@ -112,7 +112,7 @@ class FlaskMiddleware(ConcMonWSGIMiddleware):
 
     def _install_request_class(self) -> type[Request]:
         app = self.flask_app
-        app.request_class = naming_request_class(app.request_class, self._group)
+        app.request_class = naming_request_class(app.request_class)
         return app.request_class
 
     def _request_class_changed(self) -> None:

@@ -16,12 +16,14 @@ inner one sees the key and stays out of the way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from concmon import UNMATCHED, ConcurrencyMonitor, Outcome, Ticket, get_monitor, outcome_for
 from concmon.endpoints import MachineEndpoints, forwarding_header
+from concmon.request_start import environ_key, seconds_waited
 from concmon_flask.options import Options
 
 if TYPE_CHECKING:
@@ -45,7 +47,9 @@ class Exchange:
     the application sees and the response iterable the server gets.
 
     The count may begin after the object exists: the Flask extension names the request only
-    once Flask has matched its URL rule (``ticket`` is None until then).
+    once Flask has matched its URL rule (``ticket`` is None until then); :meth:`open` begins
+    it and tells it what is already known (the time queued before the application, the
+    response head if it went out first).
     """
 
     __slots__ = (
@@ -54,20 +58,35 @@ class Exchange:
         "_owner",
         "ended",
         "error",
+        "method",
         "start_response",
         "status",
         "ticket",
+        "waited",
     )
 
-    def __init__(self, owner: ConcMonWSGIMiddleware, start_response: StartResponse) -> None:
+    def __init__(
+        self, owner: ConcMonWSGIMiddleware, start_response: StartResponse, method: str
+    ) -> None:
         self._owner = owner
         self.start_response = start_response
+        self.method = method
         self.ticket: Ticket | None = None
         self.status = ""
+        self.waited: float | None = None
         self.error: type[BaseException] | None = None
         self._inner: Iterable[bytes] = ()
         self._done = False
         self.ended = False
+
+    def open(self, name: str) -> Ticket:
+        """Begin counting the request under ``name``."""
+        ticket = self.ticket = self._owner._group.begin(name, self.method)
+        if self.waited is not None:
+            ticket.waited_before(self.waited)
+        if self.status:  # the head went out before the request was named
+            ticket.respond(_code(self.status))
+        return ticket
 
     # -- start_response ------------------------------------------------------------------------
 
@@ -76,17 +95,33 @@ class Exchange:
     ) -> Callable[[bytes], object]:
         """The ``start_response`` the application gets: records the status on its way."""
         self.status = status
+        ticket = self.ticket
+        if ticket is not None:
+            code = status[:3]
+            ticket.respond(int(code) if code.isdigit() else 0)
         return self.start_response(status, headers, exc_info)
 
     # -- the response iterable -----------------------------------------------------------------
 
     def __iter__(self) -> Iterator[bytes]:
-        # A plain loop, not ``yield from``: when this generator is collected after an early
+        # Plain loops, not ``yield from``: when this generator is collected after an early
         # close(), ``yield from`` would close the inner iterable a second time. Whether the
         # server read the body to its end tells a completed response from a client that went
-        # away mid-stream.
+        # away mid-stream. The first loop runs until the first non-empty chunk has been taken
+        # by the server (it asks for the next one once it has written it); the second, for
+        # the rest of a streamed body, does nothing but pass chunks on.
         try:
-            for chunk in self._inner:  # noqa: UP028 (see above)
+            chunks = iter(self._inner)
+            for chunk in chunks:
+                yield chunk
+                if chunk:
+                    break
+            # The first byte has been written (or an empty body ended); the ticket exists
+            # from the moment the server has the iterable.
+            ticket = self.ticket
+            if ticket is not None:
+                ticket.first_byte()
+            for chunk in chunks:
                 yield chunk
         except GeneratorExit:
             raise
@@ -141,7 +176,7 @@ class Exchange:
                     return
             else:
                 try:
-                    failed = owner._failed(int(status[:3]) if status[:3].isdigit() else 0)
+                    failed = owner._failed(_code(status))
                 except BaseException:
                     # A status rule that raises must not leave the request active forever.
                     ticket.finish(_FAILED)
@@ -150,6 +185,12 @@ class Exchange:
                     ticket.finish(_FAILED)
                     return
         ticket.finish(_OK if self._done else _CANCELLED)
+
+
+def _code(status: str) -> int:
+    """The status code of a WSGI status line (``"200 OK"``); 0 for a line without one."""
+    code = status[:3]
+    return int(code) if code.isdigit() else 0
 
 
 def path_endpoint(environ: WSGIEnvironment) -> str:
@@ -195,6 +236,8 @@ class ConcMonWSGIMiddleware:
         self._failed_from = str(threshold) if threshold is not None else None
         self._failed = options.failed_status
         self._prefixes = options.excluded_prefixes
+        header = options.request_start_header
+        self._request_start = environ_key(header) if header is not None else None
         self._endpoints = MachineEndpoints(options, lambda: monitor)
         # In multi-process mode every worker publishes from its start (a worker forked from a
         # preloaded master picks this up under its own pid), so scrapes of any worker see all.
@@ -223,22 +266,27 @@ class ConcMonWSGIMiddleware:
             return self.app(environ, start_response)
         if self._prefixes and path.startswith(self._prefixes):
             return self.app(environ, start_response)
-        exchange = Exchange(self, start_response)
+        exchange = Exchange(self, start_response, environ.get("REQUEST_METHOD", ""))
         environ[ENVIRON_KEY] = exchange
+        header = self._request_start
+        if header is not None:
+            stamp = environ.get(header)
+            if stamp is not None:
+                exchange.waited = seconds_waited(stamp, time.time())
         endpoint = self._endpoint
         if endpoint is not None:
-            exchange.ticket = self._group.begin(endpoint(environ))
+            exchange.open(endpoint(environ))
         # else: named once the application has matched the request
         try:
             result = self.app(environ, exchange.start)
         except BaseException as exc:
             if exchange.ticket is None:
-                exchange.ticket = self._group.begin(UNMATCHED_NAME)
+                exchange.open(UNMATCHED_NAME)
             exchange.error = type(exc)
             exchange.end()
             raise
         if exchange.ticket is None:  # nothing named it while the application ran
-            exchange.ticket = self._group.begin(UNMATCHED_NAME)
+            exchange.open(UNMATCHED_NAME)
         # From here the exchange holds the body, and a streamed body can hold the request and
         # its environ: the environ keeps only the mark, so that a server dropping the response
         # without close() frees the exchange at once (and ends the request) rather than leaving

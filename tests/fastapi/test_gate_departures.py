@@ -96,8 +96,8 @@ def _completed(snapshot: Snapshot, name: str) -> int:
 @pytest.mark.parametrize("server", SERVERS)
 def test_a_client_gone_while_queued_leaves_the_queue_and_frees_its_place(server: str) -> None:
     """Two queued clients hang up: the queue empties at once, they count cancelled (not
-    rejected) under <unmatched> and never reach the app, and a live client is queued, not
-    turned away, with every total adding up."""
+    rejected) under <unmatched> with their method and their wait as duration, and never reach
+    the app; a live client is queued, not turned away, with every total adding up."""
     release = threading.Event()
     reached: list[str] = []
     app = gate_app(release, reached, max_concurrency=1, max_queue=2)
@@ -129,6 +129,10 @@ def test_a_client_gone_while_queued_leaves_the_queue_and_frees_its_place(server:
     assert reached == ["/fast"], "the departed clients never reached the application"
     unmatched = after.endpoints[UNMATCHED]
     assert (unmatched.cancelled, unmatched.completed, unmatched.rejected) == (2, 2, 0)
+    # Their wait is their duration; they never got a response head or a first byte.
+    assert unmatched.responses == {"GET none cancelled": 2}
+    assert unmatched.duration_all is not None and unmatched.duration_all.count == 2
+    assert unmatched.ttfb_all is not None and unmatched.ttfb_all.count == 0
     assert after.endpoints["/fast"].completed - _completed(before, "/fast") == 1
     assert after.rejected == 0
     assert after.total == after.completed == before.completed + 4

@@ -37,12 +37,22 @@ class Gates:
         self.release = threading.Event()
         self.streaming = threading.Event()
         self.stream_ended = threading.Event()
+        self.rest = threading.Event()
 
 
 def _wait_for_file(path: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def _released(gate: threading.Event, suffix: str = "") -> None:
+    """Wait for ``gate`` in-process, or under gunicorn for the release file (+ ``suffix``)."""
+    release_file = os.environ.get("FLASK_TEST_RELEASE_FILE")
+    if release_file:
+        _wait_for_file(release_file + suffix)
+    else:
+        gate.wait(30)
 
 
 def build_app(**options: Any) -> tuple[Flask, Gates]:
@@ -99,6 +109,24 @@ def build_app(**options: Any) -> tuple[Flask, Gates]:
 
         return Response(body(), mimetype="application/octet-stream")
 
+    @app.get("/held")
+    def held() -> Response:
+        """A stream whose first chunk (``size`` bytes) waits for the release, the rest for
+        ``rest``."""
+        size = request.args.get("size", 16, type=int)
+
+        def body() -> Iterator[bytes]:
+            _released(gates.release)
+            yield b"x" * size
+            _released(gates.rest, ".rest")
+            yield b"end"
+
+        return Response(body(), mimetype="text/event-stream")
+
+    @app.route("/any", methods=["GET", "PUT"])
+    def any_method() -> str:
+        return "ok"
+
     @app.get("/stream-fail")
     def stream_fail() -> Response:
         def body() -> Iterator[bytes]:
@@ -120,4 +148,11 @@ def create_app() -> Flask:
     """The app factory gunicorn loads: ``tests.flask.apps:create_app()``."""
     app, _ = build_app()
     ConcMon(app)
+    return app
+
+
+def create_served_app() -> Flask:
+    """``create_app`` with the JSON endpoint at /concurrency: ``create_served_app()``."""
+    app, _ = build_app()
+    ConcMon(app, json_path=True)
     return app
