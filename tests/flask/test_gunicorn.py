@@ -62,11 +62,13 @@ def worker_pids(proc: subprocess.Popen[str], count: int) -> list[int]:
 
 
 def read_reports(path: Path) -> dict[int, list[Snapshot]]:
-    """Every report in the file, by pid, in file order; each one checked for soundness."""
+    """Every report in the file, by pid, in file order; each one checked for soundness. A
+    line still being written (no newline yet) is left for the next read."""
     by_pid: dict[int, list[Snapshot]] = {}
     if not path.exists():
         return by_pid
-    for line in path.read_text().splitlines():
+    text = path.read_text()
+    for line in text[: text.rfind("\n") + 1].splitlines():
         snap = check_invariants(Snapshot.from_dict(json.loads(line)))
         by_pid.setdefault(snap.pid, []).append(snap)
     return by_pid
