@@ -4,8 +4,10 @@ Each refresh runs the instant queries of :mod:`concmon_cli.promql` at one evalua
 turns the answers into one :class:`~concmon.snapshot.Snapshot` per ``instance``; the replicas
 are then added up by the host rule of :mod:`concmon.host` (counters of every instance seen,
 gauges of the live ones), so the table, ``check`` and ``export json`` read a fleet exactly as
-they read the workers of one host. Anything speaking Prometheus's HTTP query API works
-(Prometheus, Thanos, Mimir, VictoriaMetrics).
+they read the workers of one host. The latency histograms are read as raw bucket counts, now
+and one window earlier, into the snapshots' lifetime and interval distributions, so the
+table's percentiles are the same estimate from the buckets as for one host. Anything speaking
+Prometheus's HTTP query API works (Prometheus, Thanos, Mimir, VictoriaMetrics).
 
 An instance Prometheus can no longer scrape (``up`` is 0, its series marked stale) is shown as
 stale with the figures last seen, and gone once it has been silent for the stale window; a
@@ -31,10 +33,17 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from concmon.host import STALE_INTERVALS, HostView
-from concmon.snapshot import EndpointStats, QueueStats, Snapshot, SystemStats
+from concmon.snapshot import (
+    DISTRIBUTIONS,
+    Distribution,
+    EndpointStats,
+    QueueStats,
+    Snapshot,
+    SystemStats,
+)
 from concmon.system import MIB
 from concmon_cli.errors import CliError
-from concmon_cli.promql import Queries, Query
+from concmon_cli.promql import HISTOGRAMS, Queries, Query
 from concmon_cli.sources import Reading
 
 TIMEOUT: Final = 10.0
@@ -178,9 +187,6 @@ class FleetScan:
     instances: dict[str, Snapshot]
     stale: frozenset[str]
     """Instances Prometheus scrapes but could not at its last try (``up`` is 0)."""
-    percentiles: dict[tuple[str, str], tuple[float | None, float | None]]
-    """(instance, endpoint) -> p50 and p99 in ms; instance ``""`` for the whole fleet, whose
-    percentiles are taken over every instance's histogram (percentiles do not add up)."""
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -191,37 +197,100 @@ def _count(value: float | None) -> int:
     return 0 if value is None else max(round(value), 0)
 
 
-def _outcomes(finished: Answer, instance: str) -> dict[str, dict[str, int]]:
-    """name -> outcome -> count, for one instance."""
+def _by_instance(answers: Mapping[str, Answer]) -> dict[str, dict[str, Answer]]:
+    """instance -> query name -> the series of that instance (labels kept as answered)."""
+    split: dict[str, dict[str, Answer]] = {}
+    for name, answer in answers.items():
+        for labels, value in answer.items():
+            split.setdefault(labels[0], {}).setdefault(name, {})[labels] = value
+    return split
+
+
+def _outcomes(finished: Answer) -> dict[str, dict[str, int]]:
+    """name -> outcome -> count (the last label is the outcome; any between are summed)."""
     out: dict[str, dict[str, int]] = {}
-    for (inst, name, outcome), value in finished.items():
-        if inst == instance:
-            out.setdefault(name, {})[outcome] = _count(value)
+    for labels, value in finished.items():
+        by = out.setdefault(labels[1], {})
+        by[labels[-1]] = by.get(labels[-1], 0) + _count(value)
     return out
 
 
-def _named(answer: Answer, instance: str) -> dict[str, float]:
-    return {labels[1]: value for labels, value in answer.items() if labels[0] == instance}
+def _responses(finished: Answer) -> dict[str, dict[str, int]]:
+    """name -> ``"GET 2xx ok"`` -> count, from the series with method and status labels.
+
+    Requests lost in a dead worker are in no response (as in a worker's snapshot); without
+    the labels (switched off in the exporter) nothing is known.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for (_, name, method, status, outcome), value in finished.items():
+        count = _count(value)
+        if method and status and outcome != "lost" and count:
+            key = f"{method} {status} {outcome}"
+            by = out.setdefault(name, {})
+            by[key] = by.get(key, 0) + count
+    return out
 
 
-def _section(
-    instance: str,
-    active: Answer,
-    finished: Answer,
-    *,
-    peak: Answer | None = None,
-    interval_peak: Answer | None = None,
-    avg_active: Answer | None = None,
-    rejected: Answer | None = None,
-    mean_s: Answer | None = None,
-) -> dict[str, EndpointStats]:
-    actives = _named(active, instance)
-    outcomes = _outcomes(finished, instance)
-    peaks = _named(peak or {}, instance)
-    interval = _named(interval_peak or {}, instance)
-    averages = _named(avg_active or {}, instance)
-    rejections = _named(rejected or {}, instance)
-    means = _named(mean_s or {}, instance)
+def _named(answer: Answer) -> dict[str, float]:
+    return {labels[1]: value for labels, value in answer.items()}
+
+
+def _histogram(buckets: Answer, sums: Answer) -> dict[str, Distribution]:
+    """name -> the distribution its cumulative ``le`` buckets and its sum give (exact counts;
+    the maximum is not exported, so it is unknown)."""
+    totals = _named(sums)
+    cumulative: dict[str, dict[float, float]] = {}
+    for (_, name, le), value in buckets.items():
+        try:
+            bound = float(le)  # "+Inf" too
+        except ValueError:
+            continue
+        cumulative.setdefault(name, {})[bound] = value
+    found: dict[str, Distribution] = {}
+    for name, by_bound in cumulative.items():
+        bounds = tuple(sorted(b for b in by_bound if math.isfinite(b) and b > 0))
+        counts: list[int] = []
+        below = 0
+        for bound in (*bounds, math.inf):
+            upto = max(_count(by_bound.get(bound, below)), below)
+            counts.append(upto - below)
+            below = upto
+        found[name] = Distribution(bounds, tuple(counts), max(totals.get(name, 0.0), 0.0), None)
+    return found
+
+
+def _distributions(
+    a: Mapping[str, Answer], prefix: str
+) -> dict[str, dict[str, Distribution | None]]:
+    """field of :class:`EndpointStats` -> name -> distribution, for one section: the lifetime
+    ones as read now, the interval's as their difference with the reading one window ago."""
+    fields: dict[str, dict[str, Distribution | None]] = {}
+    for section, distribution, _metric, _label in HISTOGRAMS:
+        if section != prefix:
+            continue
+        key = f"{prefix}{distribution}"
+        now = _histogram(a.get(f"{key}_buckets", {}), a.get(f"{key}_sum", {}))
+        then = _histogram(a.get(f"{key}_buckets_before", {}), a.get(f"{key}_sum_before", {}))
+        fields[f"{distribution}_all"] = dict(now)
+        fields[distribution] = {
+            name: d if name not in then else d.minus(then[name]) for name, d in now.items()
+        }
+    return fields
+
+
+def _section(a: Mapping[str, Answer], prefix: str, window_s: float) -> dict[str, EndpointStats]:
+    """One section (``""`` endpoints, ``ws_``, ``bg_``) of one instance's answers."""
+    actives = _named(a.get(f"{prefix}active", {}))
+    finished = a.get(f"{prefix}finished", {})
+    outcomes = _outcomes(finished)
+    before = {name: _count(v) for name, v in _named(a.get(f"{prefix}finished_before", {})).items()}
+    http = not prefix
+    responses = _responses(finished) if http else {}
+    peaks = _named(a.get("peak", {})) if http else {}
+    interval = _named(a.get("interval_peak", {})) if http else {}
+    averages = _named(a.get("avg_active", {})) if http else {}
+    rejections = _named(a.get("rejected", {})) if http else {}
+    distributions = _distributions(a, prefix)
     names = sorted(set(actives) | set(outcomes) | set(rejections))
     section: dict[str, EndpointStats] = {}
     for name in names:
@@ -230,6 +299,11 @@ def _section(
         completed = sum(by.values())
         # Prometheus keeps no lifetime peak: the peak gauge and the window's highest stand in.
         high = max(now, _count(peaks.get(name)), _count(interval.get(name)))
+        found: dict[str, Any] = {
+            field: by_name.get(name) for field, by_name in distributions.items()
+        }
+        duration: Distribution | None = found.get("duration")
+        mean_s = None if duration is None else duration.mean_s
         section[name] = EndpointStats(
             active=now,
             peak=high,
@@ -240,33 +314,41 @@ def _section(
             failed=by.get("failed", 0),
             cancelled=by.get("cancelled", 0),
             rejected=_count(rejections.get(name)),
-            avg_ms=_ms(means.get(name)),
+            avg_ms=_ms(mean_s),
             lost=by.get("lost", 0),
+            # A counter reset inside the window counts as nothing, as the buckets do.
+            rate=round(max(completed - before.get(name, 0), 0) / window_s, 3),
+            responses=responses.get(name, {}),
+            **found,
         )
     return section
 
 
-def _one(answer: Answer, instance: str) -> float | None:
-    return answer.get((instance,))
+def _one(answer: Answer | None) -> float | None:
+    return None if not answer else next(iter(answer.values()))
+
+
+def _bounds(*sections: Mapping[str, EndpointStats]) -> tuple[float, ...]:
+    """The bucket bounds of the first distribution found (a monitor's are all the same)."""
+    for section in sections:
+        for stats in section.values():
+            for name in DISTRIBUTIONS:
+                found = stats.distribution(name, lifetime=True)
+                if found is not None and found.bounds:
+                    return found.bounds
+    return ()
 
 
 def instance_snapshot(
-    instance: str, answers: Mapping[str, Answer], at: float, window_s: float
+    instance: str, a: Mapping[str, Answer], at: float, window_s: float
 ) -> Snapshot:
-    """The snapshot of one instance from the answers of one refresh (see :class:`Queries`)."""
-    a = answers
-    endpoints = _section(
-        instance,
-        a["active"],
-        a["finished"],
-        peak=a["peak"],
-        interval_peak=a["interval_peak"],
-        avg_active=a["avg_active"],
-        rejected=a["rejected"],
-        mean_s=a["mean_s"],
-    )
-    depth, peaks = _named(a["queue_depth"], instance), _named(a["queue_peak"], instance)
-    waited, wait_s = _named(a["queue_waited"], instance), _named(a["queue_wait_s"], instance)
+    """The snapshot of one instance from its answers to one refresh (see :class:`Queries`;
+    a scan splits the answers by instance first)."""
+    endpoints = _section(a, "", window_s)
+    websockets = _section(a, "ws_", window_s)
+    background = _section(a, "bg_", window_s)
+    depth, peaks = _named(a.get("queue_depth", {})), _named(a.get("queue_peak", {}))
+    waited, wait_s = _named(a.get("queue_waited", {})), _named(a.get("queue_wait_s", {}))
     queues: dict[str, QueueStats] = {}
     for name in sorted(set(depth) | set(waited)):
         count = _count(waited.get(name))
@@ -279,11 +361,11 @@ def instance_snapshot(
         )
     active = sum(e.active for e in endpoints.values())
     completed = sum(e.completed for e in endpoints.values())
-    limit = _one(a["limit"], instance)
-    cpu = _one(a["cpu_cores"], instance)
-    memory = _one(a["memory_bytes"], instance)
-    threads, fds = _one(a["threads"], instance), _one(a["open_fds"], instance)
-    lag = _one(a["loop_lag_s"], instance)
+    limit = _one(a.get("limit"))
+    cpu = _one(a.get("cpu_cores"))
+    memory = _one(a.get("memory_bytes"))
+    threads, fds = _one(a.get("threads")), _one(a.get("open_fds"))
+    lag = _one(a.get("loop_lag_s"))
     return Snapshot(
         timestamp=datetime.fromtimestamp(at, UTC).isoformat(),
         pid=0,
@@ -301,11 +383,11 @@ def instance_snapshot(
         rejected=sum(e.rejected for e in endpoints.values()),
         queue_depth=sum(q.depth for q in queues.values()),
         queue_peak=sum(q.peak for q in queues.values()),
-        routing=_count(_one(a["routing"], instance)),
+        routing=_count(_one(a.get("routing"))),
         saturation=round(active / limit, 4) if limit else None,
         endpoints=endpoints,
-        websockets=_section(instance, a["ws_active"], a["ws_finished"]),
-        background=_section(instance, a["bg_active"], a["bg_finished"]),
+        websockets=websockets,
+        background=background,
         queues=queues,
         system=SystemStats(
             cpu_percent=None if cpu is None else round(cpu * 100.0, 1),
@@ -314,8 +396,10 @@ def instance_snapshot(
             open_fds=None if fds is None else _count(fds),
             loop_lag_ms=_ms(lag),
         ),
-        sink_errors={name: _count(v) for name, v in _named(a["sink_errors"], instance).items()},
+        sink_errors={name: _count(v) for name, v in _named(a.get("sink_errors", {})).items()},
         lost=sum(e.lost for e in endpoints.values()),
+        rate=round(sum(e.rate for e in endpoints.values()), 3),
+        buckets_s=_bounds(endpoints, websockets, background),
     )
 
 
@@ -331,7 +415,6 @@ class FleetSource:
         self.client = client
         self.queries = queries
         self.stale_intervals = stale_intervals
-        self.percentiles: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self.stale: frozenset[str] = frozenset()
         self.label = (
             f"prometheus {client.url} {queries.selector if queries.matchers else '(every job)'}"
@@ -351,19 +434,12 @@ class FleetSource:
                 "(is it scraping the apps' /metrics? see docs/fleet.md)"
             )
         window_s = self.queries.window_s
+        split = _by_instance(answers)
         instances = {
-            name: instance_snapshot(name, answers, at, window_s) for name in sorted(present - stale)
+            name: instance_snapshot(name, split.get(name, {}), at, window_s)
+            for name in sorted(present - stale)
         }
-        p50: dict[tuple[str, str], float] = {(k[0], k[1]): v for k, v in answers["p50_s"].items()}
-        p99: dict[tuple[str, str], float] = {(k[0], k[1]): v for k, v in answers["p99_s"].items()}
-        for query in self.queries.latency(fleet=True):
-            answer = self.client.query(query, at)
-            into = p50 if query.name.startswith("fleet_p50") else p99
-            into.update({("", labels[0]): value for labels, value in answer.items()})
-        percentiles = {
-            key: (_ms(p50.get(key)), _ms(p99.get(key))) for key in sorted(set(p50) | set(p99))
-        }
-        return FleetScan(at, instances, stale, percentiles)
+        return FleetScan(at, instances, stale)
 
     def latest(self, *, previous: bool = False) -> Reading:
         """The fleet now; with ``previous``, each instance's figures one window ago as well,
@@ -383,7 +459,6 @@ class FleetSource:
             if before is not None:
                 workers.extend(before.instances.values())
         workers.extend(scan.instances.values())
-        self.percentiles = scan.percentiles
         self.stale = scan.stale
         return Reading(self.label, workers, 0)
 
@@ -410,7 +485,6 @@ class FleetStream:
         self.skipped = 0
         self.status: str | None = None
         self.stale: frozenset[str] = frozenset()
-        self.percentiles: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._seen: set[str] = set()
 
     def poll(self) -> list[Snapshot]:
@@ -419,7 +493,6 @@ class FleetStream:
         except CliError as exc:
             self.status = str(exc)
             return []
-        self.percentiles = scan.percentiles
         self._seen |= set(scan.instances)
         self.stale = frozenset((self._seen - set(scan.instances)) | (scan.stale & self._seen))
         self.status = None

@@ -295,7 +295,6 @@ def show(*, source: str | None, kind: str, stale_intervals: float, window: str, 
             _thresholds(opts),
             terminal=console.is_terminal,
             per_worker=opts["per_worker"] or opts["per_instance"],
-            percentiles=None if fleet is None else fleet.percentiles,
         )
     )
     return EXIT_OK
@@ -352,7 +351,6 @@ def watch(
             thresholds,
             terminal=console.is_terminal,
             per_worker=opts["per_worker"] or opts["per_instance"],
-            percentiles=None if fleet is None else getattr(stream, "percentiles", None),
         )
 
     if fleet is not None:

@@ -3,8 +3,10 @@
 Every query is an instant query over the metrics the Prometheus exporter publishes
 (:mod:`concmon.exporters.catalogue`), split by ``instance`` so one answer gives each replica
 and their sum. The queries are pure strings: ``--show-queries`` prints exactly what is sent, so
-a user can paste it into Grafana or the Prometheus console. Rates, interval peaks, averages and
-latency percentiles are taken over one window, the refresh interval of the view.
+a user can paste it into Grafana or the Prometheus console. Interval peaks and averages are taken
+over one window, the refresh interval of the view; the latency histograms and the request
+counter are read raw, now and one window earlier (``offset``), so the view takes the window's
+bucket counts and rate as exact differences and estimates percentiles as the local table does.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from concmon_cli.errors import CliError
 SPLIT: Final = "instance"
 """The label that tells replicas apart: Prometheus gives every target one."""
 
-QUANTILES: Final = (0.5, 0.99)
-"""The latency percentiles shown (p50, p99) when the app exports duration histograms."""
+HISTOGRAMS: Final = (
+    ("", "duration", "concmon_request_duration_seconds", "endpoint"),
+    ("", "head", "concmon_response_head_seconds", "endpoint"),
+    ("", "ttfb", "concmon_time_to_first_byte_seconds", "endpoint"),
+    ("", "queued", "concmon_request_queued_before_app_seconds", "endpoint"),
+    ("ws_", "duration", "concmon_websocket_connection_duration_seconds", "endpoint"),
+    ("bg_", "duration", "concmon_background_task_duration_seconds", "task"),
+)
+"""(section prefix, distribution of :class:`~concmon.snapshot.EndpointStats`, histogram, its
+name label): the histograms whose buckets make each instance's distributions."""
 
 _NAME: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
 _STRING: Final = r'"(?:[^"\\\n]|\\.)*"' + r"|'(?:[^'\\\n]|\\.)*'" + r"|`[^`]*`"
@@ -109,11 +119,15 @@ class Queries:
     def _series(self, metric: str) -> str:
         return metric + (self.selector if self.matchers else "")
 
-    def _sum(self, metric: str, *labels: str, op: str = "sum", inner: str = "") -> Query:
+    def _sum(
+        self, metric: str, *labels: str, op: str = "sum", inner: str = "", earlier: bool = False
+    ) -> Query:
         by = (SPLIT, *labels)
         series = self._series(metric)
         if inner:
             series = f"{inner}({series}[{self.range}])"
+        if earlier:
+            series = f"{series} offset {self.range}"
         return Query("", f"{op} by ({', '.join(by)}) ({series})", by)
 
     def _named(self, name: str, query: Query) -> Query:
@@ -136,14 +150,23 @@ class Queries:
                 self._sum("concmon_requests_peak", ep, op="max", inner="max_over_time"),
             ),
             n("avg_active", self._sum("concmon_requests_active", ep, inner="avg_over_time")),
-            n("finished", self._sum("concmon_requests_total", ep, "outcome")),
+            n("finished", self._sum("concmon_requests_total", ep, "method", "status", "outcome")),
+            n("finished_before", self._sum("concmon_requests_total", ep, earlier=True)),
             n("rejected", self._sum("concmon_requests_rejected_total", ep)),
             n("routing", self._sum("concmon_requests_routing")),
             n("limit", self._sum("concmon_requests_limit")),
             n("ws_active", self._sum("concmon_websocket_connections_active", ep)),
             n("ws_finished", self._sum("concmon_websocket_connections_total", ep, "outcome")),
+            n(
+                "ws_finished_before",
+                self._sum("concmon_websocket_connections_total", ep, earlier=True),
+            ),
             n("bg_active", self._sum("concmon_background_tasks_active", "task")),
             n("bg_finished", self._sum("concmon_background_tasks_total", "task", "outcome")),
+            n(
+                "bg_finished_before",
+                self._sum("concmon_background_tasks_total", "task", earlier=True),
+            ),
             n("queue_depth", self._sum("concmon_queue_depth", "queue")),
             n(
                 "queue_peak",
@@ -163,28 +186,30 @@ class Queries:
             n("open_fds", self._sum("concmon_process_open_fds")),
             n("loop_lag_s", self._sum("concmon_event_loop_lag_seconds", op="max")),
             n("sink_errors", self._sum("concmon_sink_errors_total", "sink")),
-            *self.latency(),
+            *self.histograms(),
         )
 
-    def latency(self, *, fleet: bool = False) -> tuple[Query, ...]:
-        """Mean duration and percentiles per endpoint from the duration histogram, per
-        instance, or over the whole fleet (percentiles do not add up: the fleet's own)."""
-        metric = "concmon_request_duration_seconds"
-        by = ("endpoint",) if fleet else (SPLIT, "endpoint")
-        prefix = "fleet_" if fleet else ""
-        labels = ", ".join(by)
+    def histograms(self) -> tuple[Query, ...]:
+        """Each histogram's cumulative buckets (by ``le``) and sum, now and one window earlier.
 
-        def rated(part: str) -> str:
-            return f"rate({self._series(f'{metric}_{part}')}[{self.range}])"
-
-        mean = f"sum by ({labels}) ({rated('sum')}) / sum by ({labels}) ({rated('count')})"
-        queries = [] if fleet else [Query("mean_s", mean, by)]
-        for q in QUANTILES:
-            buckets = f"sum by ({labels}, le) ({rated('bucket')})"
-            name = f"{prefix}p{q * 100:g}_s"
-            queries.append(Query(name, f"histogram_quantile({q:g}, {buckets})", by))
+        Raw series, no ``rate``: the counts are integers, so the window's are exact
+        differences, as a reporter's interval is.
+        """
+        queries: list[Query] = []
+        for prefix, distribution, metric, label in HISTOGRAMS:
+            name = f"{prefix}{distribution}"
+            for earlier, suffix in ((False, ""), (True, "_before")):
+                queries += [
+                    self._named(
+                        f"{name}_buckets{suffix}",
+                        self._sum(f"{metric}_bucket", label, "le", earlier=earlier),
+                    ),
+                    self._named(
+                        f"{name}_sum{suffix}", self._sum(f"{metric}_sum", label, earlier=earlier)
+                    ),
+                ]
         return tuple(queries)
 
     def every(self) -> tuple[Query, ...]:
         """All the queries one refresh runs, in the order ``--show-queries`` prints them."""
-        return (self.up(), *self.figures(), *self.latency(fleet=True))
+        return (self.up(), *self.figures())

@@ -424,18 +424,6 @@ def _endpoint_cells(name: Text, e: EndpointStats, t: Thresholds, bound: Bounds) 
     ]
 
 
-PERCENTILE_COLUMNS = (Column("p50 ms", 8), Column("p99 ms", 8))
-
-Percentiles = Mapping[tuple[str, str], tuple[float | None, float | None]]
-"""(part's name or ``""`` for the sum, endpoint) -> its p50 and p99 in ms, where a source
-knows them (the fleet view's duration histograms)."""
-
-
-def _percentile_cells(percentiles: Percentiles, part: str, name: str) -> list[Text]:
-    p50, p99 = percentiles.get((part, name), (None, None))
-    return [Text(_ms(p50)), Text(_ms(p99))]
-
-
 @dataclass(frozen=True)
 class Bounds:
     """Which peaks of a row are sums over several workers (shown as ``≤N``)."""
@@ -478,16 +466,14 @@ def endpoint_table(
     workers: Sequence[Snapshot] = (),
     *,
     members: Members = WORKERS,
-    percentiles: Percentiles | None = None,
 ) -> FittedTable:
     """One row per endpoint (WebSockets as ``ws``, background tasks as ``bg``).
 
     ``workers`` are the live workers summed into ``total``: a peak more than one of them
     contributed to is marked as an upper bound. ``per_worker`` adds their rows under each.
-    ``percentiles`` adds p50 and p99 columns (``-`` where an endpoint has none).
     """
     live = workers or per_worker
-    columns = ENDPOINT_COLUMNS + (PERCENTILE_COLUMNS if percentiles is not None else ())
+    columns = ENDPOINT_COLUMNS
     if per_worker:
         split = Column(members.column, 0)
         table = FittedTable(terminal, columns[0], split, *columns[1:])
@@ -496,9 +482,6 @@ def endpoint_table(
     for prefix, attribute, name, stats in _rows(total):
         parts = [_section(w, attribute)[name] for w in live if name in _section(w, attribute)]
         cells = _endpoint_cells(shown_name(prefix + name), stats, t, Bounds.over(parts))
-        key = name if attribute == "endpoints" else prefix + name
-        if percentiles is not None:
-            cells += _percentile_cells(percentiles, "", key)
         if not per_worker:
             table.add_row(*cells)
             continue
@@ -507,8 +490,6 @@ def endpoint_table(
             wstats = _section(worker, attribute).get(name)
             if wstats is not None:
                 cells = _endpoint_cells(shown_name("  " + prefix + name, DIM), wstats, t, Bounds())
-                if percentiles is not None:
-                    cells += _percentile_cells(percentiles, members.name(worker), key)
                 table.add_row(cells[0], shown_name(members.name(worker)), *cells[1:])
     return table
 
@@ -619,7 +600,6 @@ def view(
     *,
     terminal: bool,
     per_worker: bool = False,
-    percentiles: Percentiles | None = None,
 ) -> RenderableType:
     """The whole screen: header, endpoint table, queues, workers (if asked), footer."""
     if total is None:
@@ -628,9 +608,7 @@ def view(
     members = info.members
     parts: list[RenderableType] = [header(total, workers, t, members), Text("")]
     split = workers if per_worker else ()
-    parts.append(
-        endpoint_table(total, t, terminal, split, workers, members=members, percentiles=percentiles)
-    )
+    parts.append(endpoint_table(total, t, terminal, split, workers, members=members))
     queues = queue_table(total, t, terminal, workers)
     if queues is not None:
         parts += [Text(""), queues]

@@ -1,38 +1,45 @@
-"""The Prometheus test app, with a request-duration histogram where concmon has none yet.
+"""The fleet tests' app: concmon with /metrics and its own /concurrency, held requests, and
+an endpoint of known least duration.
 
-Every ``/work`` request observes 20 ms in ``concmon_request_duration_seconds`` (the name and
-labels the exporter's latency histogram uses), so the fleet view's percentiles are known:
-all observations fall in the (10 ms, 25 ms] bucket. Once concmon exports that histogram
-itself, the app adds nothing and the real durations are read.
+Every ``/sleep`` request sleeps ``SLEEP_S`` before answering, so its duration is above that
+bound however loaded the machine is: each observation must fall in a bucket above it. The
+app's own snapshot (``/concurrency``) is what the fleet's figures are compared with.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import os
 
-from prometheus_client import Histogram
+from fastapi import FastAPI
 
-from concmon.exporters.prometheus import METRIC_NAMES, registry
-from tests.exporters.prom_app import app
+from concmon_fastapi import install
 
-OBSERVED_S = 0.02
-BUILT_IN = any(name.startswith("concmon_request_duration_seconds") for name in METRIC_NAMES)
+SLEEP_S = 0.03
 
-if not BUILT_IN:
-    durations = Histogram(
-        "concmon_request_duration_seconds",
-        "Stand-in for the latency histogram.",
-        ["endpoint"],
-        registry=registry(),
-    )
-    work = durations.labels(endpoint="/work")  # the series exists at 0 before any request
-
-    @app.middleware("http")
-    async def observe(request: Any, call_next: Any) -> Any:
-        response = await call_next(request)
-        if request.url.path == "/work":
-            work.observe(OBSERVED_S)
-        return response
+app = FastAPI()
+install(app, prometheus=True, json_path=True)
+_release = asyncio.Event()
 
 
-__all__ = ["app"]
+@app.get("/work")
+async def work() -> dict[str, int]:
+    return {"pid": os.getpid()}
+
+
+@app.get("/sleep")
+async def sleep() -> dict[str, float]:
+    await asyncio.sleep(SLEEP_S)
+    return {"slept": SLEEP_S}
+
+
+@app.get("/hold")
+async def hold() -> dict[str, bool]:
+    await _release.wait()
+    return {"held": True}
+
+
+@app.post("/release")
+async def release() -> dict[str, bool]:
+    _release.set()
+    return {"released": True}

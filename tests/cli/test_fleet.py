@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,13 +13,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from concmon.snapshot import Distribution
+from concmon_cli.fleet import FleetSource, PrometheusClient
 from concmon_cli.main import cli
-from tests.cli.fleet_app import BUILT_IN
+from concmon_cli.promql import Queries, job_matcher
+from tests.cli.fleet_app import SLEEP_S
 from tests.exporters.conftest import PrometheusServer, prometheus_server
 from tests.exporters.test_docs import dashboard_promql
 from tests.servers import HOST, free_port, server_process
@@ -65,9 +70,9 @@ def _rows(text: str, instances: list[str]) -> dict[str, list[str]]:
 
 @contextlib.contextmanager
 def _fleet(
-    tmp_path: Path,
+    tmp_path: Path, count: int = 3
 ) -> Iterator[tuple[list[int], list[subprocess.Popen[str]], PrometheusServer]]:
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(count)]
     env = {"PYTHONPATH": str(ROOT), "CONCMON_SINKS": ""}
     with contextlib.ExitStack() as stack:
         apps = [
@@ -133,11 +138,9 @@ def test_fleet_table_shows_held_actives_per_instance_their_sum_and_exact_totals(
             lines = shown.stdout.splitlines()
             hold = next(line for line in lines if line.startswith("/hold "))
             assert hold.split()[2] == "6"  # the endpoint's fleet-wide active
-            assert hold.split()[-2:] == ["-", "-"]  # nothing finished: no percentiles
+            assert hold.split()[-3:] == ["-", "-", "-"]  # nothing finished: no percentiles
             work = next(line for line in lines if line.startswith("/work ")).split()
-            assert work[-2] != "-" and work[-1] != "-", shown.stdout
-            if not BUILT_IN:  # every observation in the (10, 25] ms bucket, interpolated
-                assert work[-2:] == ["17.5", "24.9"], shown.stdout
+            assert "-" not in work[-3:-1], shown.stdout  # p50 and p99 from the buckets
         finally:
             for port in ports:
                 httpx.post(f"http://{HOST}:{port}/release", timeout=10)
@@ -222,3 +225,72 @@ def test_killed_instance_goes_stale_then_is_gone_with_its_totals_kept(tmp_path: 
         assert shown.exit_code == 0, shown.output
         assert set(_rows(shown.stdout, names)) == {names[0], names[1], "sum"}
         assert f"stale (Prometheus cannot scrape them): {victim}" in shown.stdout
+
+
+def mine_of(own: dict[str, Any], field: str) -> list[int]:
+    """The bucket counts of ``field`` of ``/sleep`` in an app's own snapshot."""
+    found: list[int] = own["endpoints"]["/sleep"][field]["buckets"]
+    return found
+
+
+def _sleep(port: int, n: int) -> None:
+    with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=30) as client:
+        for _ in range(n):
+            assert client.get("/sleep").status_code == 200
+
+
+def test_fleet_distributions_are_the_apps_buckets_and_the_windows_differences(
+    tmp_path: Path,
+) -> None:
+    """Two replicas serving requests that sleep a known time, in two phases: each instance's
+    lifetime buckets are its app's own, the window's are the second phase's, and the table's
+    percentiles are those of the summed buckets, inside the buckets the sleep allows."""
+    with _fleet(tmp_path, 2) as (ports, _apps, prom):
+        names = [f"{HOST}:{p}" for p in ports]
+        first, second = [3, 5], [4, 2]
+        count = 'sum by (instance) (concmon_request_duration_seconds_count{endpoint="/sleep"})'
+        for port, n in zip(ports, first, strict=True):
+            _sleep(port, n)
+        _wait(prom, count, {k: float(n) for k, n in zip(names, first, strict=True)})
+        middle = time.time()  # every sample up to now has the first phase only
+        for port, n in zip(ports, second, strict=True):
+            _sleep(port, n)
+        sent = [a + b for a, b in zip(first, second, strict=True)]
+        _wait(prom, count, {k: float(n) for k, n in zip(names, sent, strict=True)})
+        window = math.ceil(time.time() - middle) + 1
+        queries = Queries((job_matcher("concmon"),), window)
+        scan = FleetSource(PrometheusClient(prom.url), queries).scan(middle + window)
+
+        summed = Distribution()
+        for name, port, n, later in zip(names, ports, sent, second, strict=True):
+            own = httpx.get(f"http://{HOST}:{port}/concurrency", timeout=10).json()
+            bounds = tuple(own["buckets_s"])
+            mine = own["endpoints"]["/sleep"]["duration_all"]
+            assert mine["count"] == n
+            snapshot = scan.instances[name]
+            stats = snapshot.endpoints["/sleep"]
+            assert snapshot.buckets_s == bounds
+            lifetime, interval = stats.duration_all, stats.duration
+            assert lifetime is not None and interval is not None
+            assert lifetime.bounds == interval.bounds == bounds
+            assert list(lifetime.counts) == mine["buckets"] and lifetime.count == n
+            assert lifetime.sum_s == pytest.approx(mine["sum_s"])
+            assert interval.count == later  # the window holds the second phase only
+            assert all(c <= a for c, a in zip(interval.counts, lifetime.counts, strict=True))
+            too_fast = [c for b, c in zip(bounds, lifetime.counts, strict=False) if b < SLEEP_S]
+            assert sum(too_fast) == 0, lifetime.counts  # no request shorter than its sleep
+            assert stats.rate == round(later / window, 3)
+            assert stats.responses == own["endpoints"]["/sleep"].get("responses", {})
+            for field in ("ttfb_all", "head_all"):  # as many as the app itself recorded
+                found = getattr(stats, field)
+                assert found is not None and list(found.counts) == mine_of(own, field)
+            summed = summed.plus(Distribution(bounds, tuple(mine["buckets"]), mine["sum_s"]))
+
+        # Prometheus is younger than the window: the window's buckets are the lifetime's
+        shown = _run("show", "--prometheus", prom.url, "--job", "concmon", "--window", "1h")
+        assert shown.exit_code == 0, shown.output
+        row = next(line for line in shown.stdout.splitlines() if line.startswith("/sleep "))
+        p50, p99 = row.split()[-3:-1]
+        assert [p50, p99] == [f"{summed.p50_ms:.1f}", f"{summed.p99_ms:.1f}"], shown.stdout
+        floor = max(b for b in summed.bounds if b < SLEEP_S) * 1000.0
+        assert float(p50) >= floor and float(p99) >= floor, shown.stdout

@@ -220,7 +220,9 @@ def test_show_queries_prints_valid_promql_with_the_selector_and_window(
     lines = result.output.splitlines()
     names = [line[2:] for line in lines if line.startswith("# ")]
     exprs = [line for line in lines if not line.startswith("#")]
-    assert len(names) == len(exprs) and {"up", "active", "finished", "p99_s"} <= set(names)
+    assert len(names) == len(exprs)
+    assert {"up", "active", "finished", "duration_buckets", "duration_buckets_before"} <= set(names)
+    assert not any("histogram_quantile" in expr for expr in exprs)  # the table is from buckets
     for expr in exprs:
         assert '{job="api", env="prod"}' in expr, expr
     assert any("[5s]" in expr for expr in exprs)
@@ -282,7 +284,7 @@ def test_fleet_doc_queries_are_the_views_and_valid(promtool: str, tmp_path: Path
         else:
             exprs.append(line.strip())
     asked = {q.name: q.promql for q in Queries((job_matcher("myapp"),), 30).every()}
-    for name in ("active", "interval_peak", "finished", "p99_s", "fleet_p99_s", "up"):
+    for name in ("active", "interval_peak", "finished", "duration_buckets", "up"):
         assert any(e.startswith(asked[name]) for e in exprs), asked[name]
     rules = {
         "groups": [
