@@ -37,7 +37,15 @@ from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate, ClientWatch, Verdict
 from concmon_fastapi.options import Options, Scope
 from concmon_fastapi.probe import start_probe, stop_probe
-from concmon_fastapi.routes import CATCH_ALL, NAMING_KEY, Naming, RouteNames, find_router
+from concmon_fastapi.routes import (
+    CATCH_ALL,
+    NAMING_KEY,
+    UNMATCHED,
+    LateNaming,
+    Naming,
+    RouteNames,
+    find_router,
+)
 
 logger = logging.getLogger("concmon")
 
@@ -62,7 +70,7 @@ class InstallOptions(TypedDict, total=False):
 
     exclude_paths: list[str] | tuple[str, ...] | frozenset[str] | set[str] | str
     names: dict[str, str]
-    name_for: Callable[[Scope], str] | None
+    name_for: Callable[[Scope], str | None] | None
     failed_status: int | Callable[[int], bool] | None
     max_concurrency: int | None
     max_queue: int | None
@@ -104,7 +112,7 @@ class MiddlewareState:
 class _Exchange:
     """One HTTP request: its ticket, the server's ``send`` and ``receive``, the response status."""
 
-    __slots__ = ("_failed", "_receive", "_send", "scope", "status", "ticket")
+    __slots__ = ("_failed", "_receive", "_send", "late", "scope", "status", "ticket")
 
     def __init__(
         self, ticket: Ticket, scope: Scope, send: Send, receive: Receive, failed: FailedStatus
@@ -115,6 +123,7 @@ class _Exchange:
         self._receive = receive
         self._failed = failed
         self.status = 0
+        self.late: LateNaming | None = None  # named once the response starts (name_for)
 
     def finish(self, outcome: Outcome) -> None:
         _close(self.ticket, self.scope, outcome)
@@ -131,6 +140,9 @@ class _Exchange:
             return self._last(message)
         if kind == "http.response.start":
             self.status = message["status"]
+            late = self.late
+            if late is not None:
+                late.tell(self.scope)
         elif kind == "http.response.pathsend":
             return self._last(message)
         return self._send(message)
@@ -160,8 +172,14 @@ def _hold(state: MiddlewareState) -> ConcurrencyMonitor:
 
 
 def _close(ticket: Ticket, scope: Scope, outcome: Outcome) -> None:
-    naming = scope.get(SCOPE_MARK)
-    if naming.__class__ is Naming and not ticket.routed and ticket.open:
+    naming: Naming | LateNaming | None = scope.get(SCOPE_MARK)
+    kind = naming.__class__
+    if (
+        naming is not None
+        and (kind is Naming or kind is LateNaming)
+        and not ticket.routed
+        and ticket.open
+    ):
         ticket.finish(outcome, naming.finish_name(scope))  # no route told its name
     else:
         ticket.finish(outcome)  # a no-op once closed
@@ -334,15 +352,22 @@ class ConcMonMiddleware:
             names = self._names = RouteNames(self._router, self._state.options.names)
         return names
 
-    def _fixed(self, scope: Scope) -> str:
+    def _fixed(self, scope: Scope) -> str | None:
         name_for = self._name_for
         return name_for(scope) if name_for is not None else self._fixed_name
 
     def _admit(self, group: EndpointGroup, scope: Scope) -> Ticket:
-        """The request's ticket; with a router, counted as routing until its route tells."""
+        """The request's ticket; with a router, counted as routing until its route tells, and
+        so with a ``name_for`` that cannot name it yet (it answered None)."""
         names = self._route_names()
         if names is None:
-            return group.begin(self._fixed(scope))
+            name = self._fixed(scope)
+            if name is not None:
+                return group.begin(name)
+            ticket = group.admit()
+            assert self._name_for is not None
+            scope[SCOPE_MARK] = LateNaming(ticket, self._name_for, UNMATCHED)
+            return ticket
         ticket = group.admit()
         scope[SCOPE_MARK] = Naming(ticket, names)
         return ticket
@@ -371,6 +396,10 @@ class ConcMonMiddleware:
             receive = queued
         try:
             exchange = _Exchange(self._admit(group, scope), scope, send, receive, self._failed)
+            if self._name_for is not None:
+                late = scope[SCOPE_MARK]
+                if late.__class__ is LateNaming:
+                    exchange.late = late
             try:
                 await self.app(scope, exchange.receive, exchange.send)
             except BaseException as exc:
@@ -397,7 +426,7 @@ class ConcMonMiddleware:
             return receive if watch is None else watch.receive
         # Never routed: counted under the name no route handled.
         names = self._route_names()
-        name = names.unmatched if names is not None else self._fixed(scope)
+        name = names.unmatched if names is not None else (self._fixed(scope) or UNMATCHED)
         if verdict is Verdict.REJECTED:
             monitor.reject(name)
             await self._reject(send)

@@ -30,7 +30,7 @@ def _names(value: Any) -> dict[str, str]:
     raise ValueError("invalid")
 
 
-def _name_for(value: object) -> Callable[[Scope], str] | None:
+def _name_for(value: object) -> Callable[[Scope], str | None] | None:
     if value is None or callable(value):
         return value
     raise ValueError("invalid")
@@ -47,11 +47,13 @@ class Options(GateOptions):
         'Rename endpoints: route template to name (`{"/items/{item_id}": "item"}`); '
         '`"<unmatched>"` and `"/{path:path}"` can be renamed too.',
     )
-    name_for: Annotated[Callable[[Scope], str] | None, PlainValidator(_name_for)] = option(
+    name_for: Annotated[Callable[[Scope], str | None] | None, PlainValidator(_name_for)] = option(
         None,
         "a function of the ASGI scope returning a name, or None",
         "Name requests with this function instead of route templates. Keep its answers to a "
-        "bounded set.",
+        "bounded set. An answer of None (the application has not routed yet) is asked again "
+        "when the response starts and at the end, and stays `<unmatched>` then; "
+        "`concmon_fastapi.resolvers` has ready-made ones for Litestar and Quart.",
     )
     loop_lag_interval: Seconds | None = option(
         0.25,

@@ -107,7 +107,14 @@ def test_sixty_held_async_requests_under_uvicorn_are_all_active() -> None:
             with ThreadPoolExecutor(n) as pool:
                 futures = [pool.submit(client.get, "/aslow/") for _ in range(n)]
                 try:
-                    wait_until(lambda: snap().active == n, 30, "60 requests active")
+                    wait_until(
+                        lambda: (
+                            snap().endpoints.get("aslow/") is not None
+                            and snap().endpoints["aslow/"].active == n
+                        ),
+                        30,
+                        "60 requests active in the view",
+                    )
                     held = snap()
                     assert (held.active, held.peak) == (n, n)
                     assert held.endpoints["aslow/"].active == n

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
-SECRET_KEY = "concmon-tests-only"  # noqa: S105 - a test project, served on 127.0.0.1 only
+SECRET_KEY = "concmon-tests-only"  # a test project, served on 127.0.0.1 only
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "concmon_django"]

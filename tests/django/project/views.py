@@ -129,7 +129,7 @@ def aendless(request: HttpRequest) -> StreamingHttpResponse:
 
 
 def download(request: HttpRequest) -> FileResponse:
-    handle = tempfile.TemporaryFile()
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it when sent
     handle.write(b"x" * 100_000)
     handle.seek(0)
     return FileResponse(handle, filename="data.bin")
