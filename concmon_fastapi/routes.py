@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
-from concmon import UNMATCHED, Ticket
+from concmon import UNMATCHED, Outcome, Ticket
 
 __all__ = [
     "CATCH_ALL",
@@ -319,5 +319,9 @@ class LateNaming:
             self.ticket.route(name)
 
     def finish_name(self, scope: Scope) -> str:
-        name = self._name_for(scope)
+        try:
+            name = self._name_for(scope)
+        except BaseException:
+            self.ticket.finish(Outcome.FAILED, self._unmatched)  # nothing stays active
+            raise
         return name if name is not None else self._unmatched

@@ -53,7 +53,9 @@ class Exchange:
         "_inner",
         "_owner",
         "ended",
+        "environ",
         "error",
+        "late",
         "start_response",
         "status",
         "ticket",
@@ -68,6 +70,10 @@ class Exchange:
         self._inner: Iterable[bytes] = ()
         self._done = False
         self.ended = False
+        # An ``endpoint`` that could not name the request at its start (it answered None):
+        # asked again when the response starts, and at the end.
+        self.late: Callable[[WSGIEnvironment], str | None] | None = None
+        self.environ: WSGIEnvironment | None = None
 
     # -- start_response ------------------------------------------------------------------------
 
@@ -76,6 +82,11 @@ class Exchange:
     ) -> Callable[[bytes], object]:
         """The ``start_response`` the application gets: records the status on its way."""
         self.status = status
+        late = self.late
+        if late is not None and self.ticket is not None and self.environ is not None:
+            name = late(self.environ)
+            if name is not None:
+                self.ticket.route(name)
         return self.start_response(status, headers, exc_info)
 
     # -- the response iterable -----------------------------------------------------------------
@@ -125,6 +136,14 @@ class Exchange:
         ticket = self.ticket
         if ticket is None:
             return
+        late = self.late
+        if late is not None and not ticket.routed and self.environ is not None:
+            try:
+                name = late(self.environ) or UNMATCHED_NAME
+            except BaseException:
+                ticket.finish(_FAILED)  # a naming function that raises ends nothing open
+                raise
+            ticket.route(name)
         error = self.error
         if error is not None:
             ticket.finish(outcome_for(error))
@@ -176,7 +195,7 @@ class ConcMonWSGIMiddleware:
         self,
         app: WSGIApplication,
         *,
-        endpoint: Callable[[WSGIEnvironment], str] | None = path_endpoint,
+        endpoint: Callable[[WSGIEnvironment], str | None] | None = path_endpoint,
         monitor: ConcurrencyMonitor | None = None,
         options: Options | None = None,
         **values: Any,
@@ -227,7 +246,13 @@ class ConcMonWSGIMiddleware:
         environ[ENVIRON_KEY] = exchange
         endpoint = self._endpoint
         if endpoint is not None:
-            exchange.ticket = self._group.begin(endpoint(environ))
+            name = endpoint(environ)
+            if name is not None:
+                exchange.ticket = self._group.begin(name)
+            else:  # the application routes first: counted as routing until then
+                exchange.ticket = self._group.admit()
+                exchange.late = endpoint
+                exchange.environ = environ
         # else: named once the application has matched the request
         try:
             result = self.app(environ, exchange.start)
