@@ -24,7 +24,7 @@ requests back (``max_concurrency``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -117,19 +117,22 @@ class _Body(_End):
 
     __slots__ = ()
 
-    def __iter__(self) -> _Body:
-        return self
+    def __iter__(self) -> Iterator[bytes]:
+        # A generator resumes for less than a __next__ method costs per chunk. One never
+        # started, or closed early, is ended by close() (Django's response.close() calls it)
+        # or when collected: a generator's own body would not run then.
+        return self._chunks()
 
-    def __next__(self) -> bytes:
+    def _chunks(self) -> Iterator[bytes]:
         try:
-            chunk: bytes = next(self._inner)
-            return chunk
-        except StopIteration:
-            self.end(self._outcome)
+            for chunk in self._inner:  # noqa: UP028 - see the Flask adapter's Exchange.__iter__
+                yield chunk
+        except GeneratorExit:
             raise
         except BaseException as exc:
             self.end(outcome_for(type(exc)))
             raise
+        self.end(self._outcome)
 
 
 class _AsyncBody(_End):
@@ -199,6 +202,9 @@ class ConcMonMiddleware:
         self._adapter = configured
         self._group = monitor.http
         self._namer = Namer(options)
+        self._unmatched = self._namer.unmatched
+        self._by_route = options.naming == "route"
+        self._names = options.names
         failed = options.failed_status
         self._failed = failed
         self._threshold = failed.threshold
@@ -222,13 +228,26 @@ class ConcMonMiddleware:
 
     # -- naming: Django calls this right after its resolver chose ------------------------------
 
-    def _process_view(self, request: HttpRequest, *_: Any) -> None:
+    def _process_view(
+        self, request: HttpRequest, view: object, args: object, kwargs: object
+    ) -> None:
+        ticket: Ticket | None = request.__dict__.get(TICKET_ATTRIBUTE)
+        if ticket is not None:
+            # Namer.__call__ inlined for the default naming: once per request.
+            match = request.resolver_match
+            if self._by_route and match is not None:
+                name = match.route or "/"
+                names = self._names
+                ticket.route(names.get(name, name) if names else name)
+            else:
+                ticket.route(self._namer(match))
+
+    async def _process_view_async(
+        self, request: HttpRequest, view: object, args: object, kwargs: object
+    ) -> None:
         ticket: Ticket | None = request.__dict__.get(TICKET_ATTRIBUTE)
         if ticket is not None:
             ticket.route(self._namer(request.resolver_match))
-
-    async def _process_view_async(self, request: HttpRequest, *_: Any) -> None:
-        self._process_view(request)
 
     # -- the sync path -----------------------------------------------------------------------
 
@@ -252,7 +271,16 @@ class ConcMonMiddleware:
         except BaseException as exc:
             ticket.finish(outcome_for(type(exc)), self._namer(request.resolver_match))
             raise
-        return self._respond(request, ticket, response, None)
+        if response.streaming:
+            return self._stream(request, ticket, response, None)
+        threshold = self._threshold
+        status = response.status_code
+        if status >= threshold if threshold is not None else self._failed(status):
+            ticket.finish(_FAILED, self._unmatched)
+        else:
+            # Resolved requests were routed in process_view: ``unmatched`` names the rest.
+            ticket.finish(_OK, self._unmatched)
+        return response
 
     # -- the async path ----------------------------------------------------------------------
 
@@ -283,7 +311,13 @@ class ConcMonMiddleware:
             except BaseException as exc:
                 ticket.finish(outcome_for(type(exc)), self._namer(request.resolver_match))
                 raise
-            response = self._respond(request, ticket, response, release)
+            if response.streaming:
+                response = self._stream(request, ticket, response, release)
+            else:
+                threshold = self._threshold
+                status = response.status_code
+                failed = status >= threshold if threshold is not None else self._failed(status)
+                ticket.finish(_FAILED if failed else _OK, self._unmatched)
         except BaseException:
             if release is not None:
                 release()
@@ -316,21 +350,20 @@ class ConcMonMiddleware:
 
     # -- the end of a request ----------------------------------------------------------------
 
-    def _respond(
+    def _stream(
         self,
         request: HttpRequest,
         ticket: Ticket,
         response: HttpResponseBase,
         release: Callable[[], None] | None,
     ) -> HttpResponseBase:
+        """Hand a streaming response on with a body that ends the request after its last
+        chunk, or when the client goes."""
         status = response.status_code
         threshold = self._threshold
         failed = status >= threshold if threshold is not None else self._failed(status)
         outcome = _FAILED if failed else _OK
-        unrouted = self._namer.unmatched if ticket.routed else self._namer(request.resolver_match)
-        if not response.streaming:
-            ticket.finish(outcome, unrouted)
-            return response
+        unrouted = self._unmatched
         assert isinstance(response, StreamingHttpResponse)
         if getattr(response, "file_to_stream", None) is not None and (
             "wsgi.file_wrapper" in request.META
