@@ -159,3 +159,27 @@ def test_only_runservers_reloader_parent_is_left_alone() -> None:
     assert not reloader_parent(["manage.py", "runserver"], {"RUN_MAIN": "true"})
     assert not reloader_parent(["manage.py", "runserver", "--noreload"], {})
     assert not reloader_parent(["gunicorn", "project.wsgi"], {})
+
+
+def test_a_client_leaving_the_gate_queue_leaves_it_at_once() -> None:
+    """Under uvicorn with max_concurrency=1, a queued client that hangs up leaves the queue
+    at once (Django cancels its task), is never active, and everything drains."""
+    import socket
+
+    with override_settings(CONCMON={"max_concurrency": 1}), served("asgi") as base:
+        with httpx.Client(base_url=base, timeout=30) as client, ThreadPoolExecutor(1) as pool:
+            held = pool.submit(client.get, "/aslow/")
+            wait_until(lambda: snap().active == 1, 15, "one inside")
+            host, port = base.removeprefix("http://").rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"GET /aslow/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            wait_until(lambda: snap().queue_depth == 1, 15, "one queued")
+            sock.close()
+            wait_until(lambda: snap().queue_depth == 0, 15, "the queue empty again")
+            assert snap().active == 1
+            views.release.set()
+            assert held.result().status_code == 200
+    final = settled()
+    assert final.endpoints["aslow/"].completed == 1
+    assert final.endpoints["<unmatched>"].cancelled == 1
+    assert final.peak == 1
