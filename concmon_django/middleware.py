@@ -365,28 +365,31 @@ class ConcMonMiddleware:
         outcome = _FAILED if failed else _OK
         unrouted = self._unmatched
         assert isinstance(response, StreamingHttpResponse)
-        if getattr(response, "file_to_stream", None) is not None and (
-            "wsgi.file_wrapper" in request.META
+        closers: list[Callable[[], object]] | None = getattr(response, "_resource_closers", None)
+        if (
+            closers is not None
+            and getattr(response, "file_to_stream", None) is not None
+            and "wsgi.file_wrapper" in request.META
         ):
             # The server sends the file itself and closes the response after it.
-            body = _End(None, ticket, outcome, unrouted, release)
-            response._resource_closers.append(_Closing(body))  # type: ignore[attr-defined]
-        elif response.is_async:
-            response.streaming_content = _AsyncBody(
-                response.streaming_content,
-                ticket,
-                outcome,
-                unrouted,
-                release,
-            )
+            closers.append(_Closing(_End(None, ticket, outcome, unrouted, release)))
+            return response
+        body: _Body | _AsyncBody
+        if response.is_async:
+            body = _AsyncBody(None, ticket, outcome, unrouted, release)
         else:
-            response.streaming_content = _Body(
-                response.streaming_content,
-                ticket,
-                outcome,
-                unrouted,
-                release,
-            )
+            body = _Body(None, ticket, outcome, unrouted, release)
+        inner = getattr(response, "_iterator", None)
+        if closers is not None and inner is not None:
+            # The chunks as the response holds them: ``streaming_content`` would pass each
+            # through ``make_bytes`` a second time, which costs more than the counting. The
+            # response closes the body as it closes its own resources.
+            body._inner = inner
+            setattr(response, "_iterator", body if isinstance(body, _AsyncBody) else iter(body))  # noqa: B010 - private to Django's stubs
+            closers.append(body.close)
+        else:  # the documented way, for a response class without those
+            body._inner = response.streaming_content
+            response.streaming_content = body
         return response
 
     # -- the machine endpoints ---------------------------------------------------------------
