@@ -385,7 +385,8 @@ class ConcMonMiddleware:
             # through ``make_bytes`` a second time, which costs more than the counting. The
             # response closes the body as it closes its own resources.
             body._inner = inner
-            setattr(response, "_iterator", body if isinstance(body, _AsyncBody) else iter(body))  # noqa: B010 - private to Django's stubs
+            chunks = body if isinstance(body, _AsyncBody) else iter(body)
+            setattr(response, "_iterator", chunks)  # noqa: B010 - not in Django's stubs
             closers.append(body.close)
         else:  # the documented way, for a response class without those
             body._inner = response.streaming_content
