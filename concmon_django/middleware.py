@@ -49,6 +49,7 @@ _FAILED: Final = Outcome.FAILED
 _CANCELLED: Final = Outcome.CANCELLED
 
 _warned_not_installed = False
+_warned_wsgi_gate = False
 
 GetResponse = Callable[[HttpRequest], Any]
 
@@ -182,7 +183,7 @@ class ConcMonMiddleware:
     async_capable = True
 
     def __init__(self, get_response: GetResponse) -> None:
-        global _warned_not_installed
+        global _warned_not_installed, _warned_wsgi_gate
         configured = _adapter.current()
         if configured is None:
             raise MiddlewareNotUsed("concmon is switched off")
@@ -220,7 +221,8 @@ class ConcMonMiddleware:
         else:
             self.process_view = self._process_view
             self._gate = None
-            if options.max_concurrency is not None:
+            if options.max_concurrency is not None and not _warned_wsgi_gate:
+                _warned_wsgi_gate = True
                 logger.warning(
                     "concmon_django: max_concurrency applies under an ASGI server only; "
                     "this WSGI deployment is not limited"
