@@ -16,6 +16,12 @@ iterator that ends the request, the way Django's documentation wraps ``streaming
 ``FileResponse`` that a WSGI server sends with ``wsgi.file_wrapper`` (sendfile) keeps it, and
 ends when the server closes the response.
 
+Each request's ticket is told its method at admission, the time it queued before Django (the
+proxy's ``X-Request-Start``, option ``request_start_header``), its status as the response comes
+back to the middleware (the head goes out then) and its first body byte: for a plain response
+that same moment (the body is whole), for a streamed one the first non-empty chunk once the
+server asks for the next (it has sent that one), or the end of a body without any.
+
 Per-request state lives on the request (the ticket) and in the body iterator, never on the
 middleware object. Under an ASGI server the admission gate of :mod:`concmon.gate` can hold
 requests back (``max_concurrency``).
@@ -24,6 +30,7 @@ requests back (``max_concurrency``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final
 
@@ -35,6 +42,7 @@ from django.urls import ResolverMatch
 
 from concmon import UNMATCHED, Outcome, Ticket, get_monitor, outcome_for
 from concmon.endpoints import TEXT, Answer, answer, forwarding_header
+from concmon.request_start import environ_key, seconds_waited
 from concmon_django import adapter as _adapter
 from concmon_django.options import Options
 
@@ -125,8 +133,19 @@ class _Body(_End):
         return self._chunks()
 
     def _chunks(self) -> Iterator[bytes]:
+        # Two plain loops (see the Flask adapter's Exchange.__iter__): the first until a
+        # non-empty chunk has been taken by the server, which asks for the next one once it
+        # has sent it; the second only passes chunks on.
         try:
-            for chunk in self._inner:  # noqa: UP028 - see the Flask adapter's Exchange.__iter__
+            chunks = iter(self._inner)
+            for chunk in chunks:
+                yield chunk
+                if chunk:
+                    break
+            ticket = self._ticket
+            if ticket is not None:
+                ticket.first_byte()
+            for chunk in chunks:
                 yield chunk
         except GeneratorExit:
             raise
@@ -137,26 +156,32 @@ class _Body(_End):
 
 
 class _AsyncBody(_End):
-    """The same for an asynchronous streaming body (served under ASGI)."""
+    """The same for an asynchronous streaming body (served under ASGI): Django's handler asks
+    for the next chunk once it has sent the last one to the server."""
 
     __slots__ = ()
 
-    def __aiter__(self) -> _AsyncBody:
-        return self
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
 
-    async def __anext__(self) -> bytes:
+    async def _chunks(self) -> AsyncIterator[bytes]:
         inner: AsyncIterator[bytes] = self._inner
         try:
-            return await inner.__anext__()
-        except StopAsyncIteration:
-            self.end(self._outcome)
+            async for chunk in inner:
+                yield chunk
+                if chunk:
+                    break
+            ticket = self._ticket
+            if ticket is not None:
+                ticket.first_byte()
+            async for chunk in inner:
+                yield chunk
+        except GeneratorExit:
             raise
         except BaseException as exc:
             self.end(outcome_for(type(exc)))
             raise
-
-    async def aclose(self) -> None:
-        self.end(_CANCELLED)
+        self.end(self._outcome)
 
 
 class _Closing:
@@ -212,6 +237,9 @@ class ConcMonMiddleware:
         self._special: dict[str, bool] = dict.fromkeys(options.excluded, False)
         self._special.update(dict.fromkeys(configured.endpoints.paths, True))
         self._prefixes = options.excluded_prefixes
+        header = options.request_start_header
+        # Django keeps request headers in META under their WSGI names, under ASGI too.
+        self._request_start = environ_key(header) if header is not None else None
         self._async = iscoroutinefunction(get_response)
         self.process_view: Callable[..., Any]
         if self._async:
@@ -266,17 +294,24 @@ class ConcMonMiddleware:
             return self.get_response(request)
         if self._prefixes and path.startswith(self._prefixes):
             return self.get_response(request)
-        ticket = self._group.admit()
+        ticket = self._group.admit(request.method or "")
         request.__dict__[TICKET_ATTRIBUTE] = ticket
+        header = self._request_start
+        if header is not None:
+            stamp = request.META.get(header)
+            if stamp is not None:
+                _queued_before(ticket, stamp)
         try:
             response = self.get_response(request)
         except BaseException as exc:
             ticket.finish(outcome_for(type(exc)), self._namer(request.resolver_match))
             raise
+        status = response.status_code
+        ticket.respond(status)
         if response.streaming:
             return self._stream(request, ticket, response, None)
+        ticket.first_byte()  # the body is whole: it goes with the head
         threshold = self._threshold
-        status = response.status_code
         if status >= threshold if threshold is not None else self._failed(status):
             ticket.finish(_FAILED, self._unmatched)
         else:
@@ -301,23 +336,30 @@ class ConcMonMiddleware:
             return await get_response(request)
         gate = self._gate
         if gate is not None and not gate.enter():
-            rejected = await self._queue(gate)
+            rejected = await self._queue(gate, request.method or "")
             if rejected is not None:
                 return rejected
         release = gate.release if gate is not None else None
         try:
-            ticket = self._group.admit()
+            ticket = self._group.admit(request.method or "")
             request.__dict__[TICKET_ATTRIBUTE] = ticket
+            header = self._request_start
+            if header is not None:
+                stamp = request.META.get(header)
+                if stamp is not None:
+                    _queued_before(ticket, stamp)
             try:
                 response = await get_response(request)
             except BaseException as exc:
                 ticket.finish(outcome_for(type(exc)), self._namer(request.resolver_match))
                 raise
+            status = response.status_code
+            ticket.respond(status)
             if response.streaming:
                 response = self._stream(request, ticket, response, release)
             else:
+                ticket.first_byte()
                 threshold = self._threshold
-                status = response.status_code
                 failed = status >= threshold if threshold is not None else self._failed(status)
                 ticket.finish(_FAILED if failed else _OK, self._unmatched)
         except BaseException:
@@ -328,7 +370,7 @@ class ConcMonMiddleware:
             release()
         return response
 
-    async def _queue(self, gate: Any) -> HttpResponse | None:
+    async def _queue(self, gate: Any, method: str) -> HttpResponse | None:
         """Wait at the gate; None once admitted, the 503 for a request turned away.
 
         Django's ASGI handler cancels the request when its client hangs up: a request
@@ -343,7 +385,7 @@ class ConcMonMiddleware:
         try:
             verdict = await gate.acquire(monitor)
         except BaseException:
-            group.abandon(name, group.clock() - arrived)
+            group.abandon(name, group.clock() - arrived, method)
             raise
         if verdict is Verdict.ADMITTED:
             return None
@@ -375,7 +417,9 @@ class ConcMonMiddleware:
             and getattr(response, "file_to_stream", None) is not None
             and "wsgi.file_wrapper" in request.META
         ):
-            # The server sends the file itself and closes the response after it.
+            # The server sends the file itself and closes the response after it; nothing of
+            # the application runs between the head and the file's first byte.
+            ticket.first_byte()
             closers.append(_Closing(_End(None, ticket, outcome, unrouted, release)))
             return response
         body: _Body | _AsyncBody
@@ -411,6 +455,14 @@ class ConcMonMiddleware:
                 k[5:].lower().replace("_", "-") for k in meta if k[:5] == "HTTP_"
             ),
         )
+
+
+def _queued_before(ticket: Ticket, stamp: str) -> None:
+    """Tell ``ticket`` how long the request queued before Django, from the proxy's ``stamp``
+    (see :mod:`concmon.request_start`); nothing without a believable one."""
+    waited = seconds_waited(stamp, time.time())
+    if waited is not None:
+        ticket.waited_before(waited)
 
 
 def _response(reply: Answer) -> HttpResponse:
