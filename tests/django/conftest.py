@@ -35,8 +35,10 @@ def gates() -> Iterator[None]:
     """The held views start closed in every test and are let go at its end."""
     views.release.clear()
     views.streaming.clear()
+    views.rest.clear()
     yield
     views.release.set()
+    views.rest.set()
 
 
 def snap() -> Snapshot:

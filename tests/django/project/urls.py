@@ -15,6 +15,8 @@ urlpatterns = [
     path("status/<int:code>/", views.status),
     path("stream/", views.stream),
     path("astream/", views.astream),
+    path("held/", views.held),
+    path("aheld/", views.aheld),
     path("endless/", views.endless),
     path("aendless/", views.aendless),
     path("download/", views.download),

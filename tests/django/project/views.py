@@ -29,22 +29,24 @@ release = threading.Event()
 """Set by an in-process test to let the held views answer."""
 streaming = threading.Event()
 """Set once a stream has sent its first chunk."""
+rest = threading.Event()
+"""Set by an in-process test to let a held stream send its last chunk (file: ``.rest``)."""
 
 
-def _released() -> bool:
+def _released(event: threading.Event = release, suffix: str = "") -> bool:
     path = os.environ.get("DJANGO_TEST_RELEASE_FILE")
-    return release.is_set() or (path is not None and os.path.exists(path))
+    return event.is_set() or (path is not None and os.path.exists(path + suffix))
 
 
-def _hold() -> None:
+def _hold(event: threading.Event = release, suffix: str = "") -> None:
     deadline = time.monotonic() + WAIT_S
-    while not _released() and time.monotonic() < deadline:
+    while not _released(event, suffix) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
-async def _ahold() -> None:
+async def _ahold(event: threading.Event = release, suffix: str = "") -> None:
     deadline = time.monotonic() + WAIT_S
-    while not _released() and time.monotonic() < deadline:
+    while not _released(event, suffix) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
 
 
@@ -98,6 +100,35 @@ def astream(request: HttpRequest) -> StreamingHttpResponse:
         streaming.set()
         await _ahold()
         yield b"last\n"
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+def held(request: HttpRequest) -> StreamingHttpResponse:
+    """A stream whose first chunk (``size`` bytes) waits for :data:`release`, its last for
+    :data:`rest`."""
+    size = int(request.GET.get("size", "1"))
+
+    def chunks() -> Iterator[bytes]:
+        yield b""
+        _hold()
+        yield b"x" * size
+        _hold(rest, ".rest")
+        yield b"end"
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+def aheld(request: HttpRequest) -> StreamingHttpResponse:
+    """The same, asynchronous (served under ASGI)."""
+    size = int(request.GET.get("size", "1"))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b""
+        await _ahold()
+        yield b"x" * size
+        await _ahold(rest, ".rest")
+        yield b"end"
 
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
