@@ -6,8 +6,8 @@ whatever changes inside it. Each variant can say how many requests it recorded: 
 checks that count, because an instrumentation that silently stopped measuring would look free.
 
 The servers of bench/peers.py build their app from the environment: uvicorn with
-``--factory bench.harness:fastapi_from_env``, gunicorn with ``bench.harness:flask_from_env()``,
-the variant named by ``BENCH_VARIANT``.
+``--factory bench.harness:fastapi_from_env``, gunicorn with ``bench.harness:flask_from_env()``
+or ``bench.harness:django_from_env()``, the variant named by ``BENCH_VARIANT``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ FASTAPI_VARIANTS: Final = (
     "opentelemetry",
 )
 FLASK_VARIANTS: Final = ("bare", "concmon", "prometheus-flask-exporter", "opentelemetry")
+DJANGO_VARIANTS: Final = ("bare", "concmon", "django-prometheus")
+VARIANTS: Final = {"fastapi": FASTAPI_VARIANTS, "flask": FLASK_VARIANTS, "django": DJANGO_VARIANTS}
 PEER_MODULES: Final = {
     "starlette-exporter": "starlette_exporter",
     "instrumentator": "prometheus_fastapi_instrumentator",
     "prometheus-flask-exporter": "prometheus_flask_exporter",
+    "django-prometheus": "django_prometheus",
     "opentelemetry": "opentelemetry.sdk.metrics",
 }
 """The module each peer needs, for telling which peers this environment can build."""
@@ -114,7 +117,7 @@ def _importable(module: str) -> bool:
 def available(framework: str) -> tuple[list[str], list[str]]:
     """The variants of ``framework`` that can be built here, and those that cannot (all of
     them when the framework itself is not installed)."""
-    variants = FASTAPI_VARIANTS if framework == "fastapi" else FLASK_VARIANTS
+    variants = VARIANTS[framework]
     if not _importable(framework):
         return [], list(variants)
     found: list[str] = []
@@ -137,7 +140,15 @@ def missing_modules(modules: Sequence[str]) -> list[str]:
 def missing_bench_extra() -> list[str]:
     """The packages of the `bench` extra that are not installed here (empty when all are)."""
     return missing_modules(
-        ["fastapi", "flask", "uvicorn", "gunicorn", *PEER_MODULES.values(), *_OTEL_MODULES.values()]
+        [
+            "fastapi",
+            "flask",
+            "django",
+            "uvicorn",
+            "gunicorn",
+            *PEER_MODULES.values(),
+            *_OTEL_MODULES.values(),
+        ]
     )
 
 
@@ -263,9 +274,85 @@ def flask_app(variant: str) -> Built:
     raise ValueError(f"unknown Flask variant {variant!r}; choose from {', '.join(FLASK_VARIANTS)}")
 
 
+_DJANGO_MIDDLEWARE: Final = {
+    "bare": [],
+    "concmon": ["concmon_django.middleware.ConcMonMiddleware"],
+    "django-prometheus": [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ],
+}
+
+
+def _django_setup() -> None:
+    """Django set up once per process, every variant's app installed, no middleware yet (each
+    variant's handler is built with its own ``MIDDLEWARE``)."""
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+    from django.urls import path
+
+    def item(request: HttpRequest, item_id: int) -> JsonResponse:
+        return JsonResponse(
+            {"id": item_id, "name": "item"}, json_dumps_params={"separators": (",", ":")}
+        )
+
+    def stream(request: HttpRequest) -> StreamingHttpResponse:
+        return StreamingHttpResponse(_ticks(), content_type="text/event-stream")
+
+    urls = type("BenchURLs", (), {})()
+    urls.urlpatterns = [path("items/<int:item_id>", item), path("stream", stream)]
+    apps = ["concmon_django"]
+    if _importable("django_prometheus"):
+        apps.append("django_prometheus")
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="bench-only",
+        ALLOWED_HOSTS=["127.0.0.1"],
+        INSTALLED_APPS=apps,
+        MIDDLEWARE=[],
+        ROOT_URLCONF=urls,
+        DATABASES={},
+        PROMETHEUS_EXPORT_MIGRATIONS=False,
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+
+
+def django_app(variant: str) -> Built:
+    """The Django app (WSGI), with the same two endpoints as the others; each variant is a
+    handler built with the middleware its library documents."""
+    if variant not in _DJANGO_MIDDLEWARE:
+        raise ValueError(
+            f"unknown Django variant {variant!r}; choose from {', '.join(DJANGO_VARIANTS)}"
+        )
+    _django_setup()
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test.utils import override_settings
+
+    with override_settings(MIDDLEWARE=_DJANGO_MIDDLEWARE[variant]):
+        app = WSGIHandler()
+    if variant == "bare":
+        return Built(variant, app, None)
+    if variant == "concmon":
+        return Built(variant, app, _concmon_completed)
+    from prometheus_client import REGISTRY
+
+    return Built(
+        variant,
+        app,
+        lambda: _prometheus_count(REGISTRY, "django_http_responses_before_middlewares_total"),
+    )
+
+
 def build(framework: str, variant: str) -> Built:
-    """``fastapi_app`` or ``flask_app`` by name."""
-    return fastapi_app(variant) if framework == "fastapi" else flask_app(variant)
+    """``fastapi_app``, ``flask_app`` or ``django_app`` by name."""
+    if framework == "fastapi":
+        return fastapi_app(variant)
+    return flask_app(variant) if framework == "flask" else django_app(variant)
 
 
 def fastapi_from_env() -> Any:
@@ -276,6 +363,11 @@ def fastapi_from_env() -> Any:
 def flask_from_env() -> Any:
     """gunicorn factory: the Flask variant named by ``BENCH_VARIANT``."""
     return flask_app(os.environ.get("BENCH_VARIANT", "bare")).app
+
+
+def django_from_env() -> Any:
+    """gunicorn factory: the Django variant named by ``BENCH_VARIANT``."""
+    return django_app(os.environ.get("BENCH_VARIANT", "bare")).app
 
 
 def _meter_provider() -> tuple[Any, Callable[[], int]]:

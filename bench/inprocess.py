@@ -1,8 +1,9 @@
-"""What concmon adds to a request in-process: FastAPI and Flask, bare, with concmon, with each peer.
+"""What concmon adds to a request in-process: FastAPI, Flask and Django, bare, with concmon, with
+each peer.
 
 The apps are called directly, with no socket and no server: FastAPI through an ASGI call with a
-fake ``receive`` and ``send``, Flask through a WSGI call with a complete environ, the body
-iterated and closed. Three workloads:
+fake ``receive`` and ``send``, Flask and Django through a WSGI call with a complete environ, the
+body iterated and closed. Three workloads:
 
 * ``repeated``: ``GET /items/42``, the same path every request;
 * ``fresh``: ``GET /items/{id}`` with an id never seen before on every request;
@@ -14,7 +15,8 @@ this thread's CPU time per request (other processes and background threads, such
 reporter or an exporter, do not count), and every ratio is the median of the per-round ratios.
 After the rounds every instrumentation must have recorded exactly the requests it was sent.
 
-    .venv/bin/python bench/inprocess.py [--frameworks fastapi,flask] [--rounds 500] [--batch 20]
+    .venv/bin/python bench/inprocess.py [--frameworks fastapi,flask,django] [--rounds 500]
+        [--batch 20]
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from bench.harness import (  # noqa: E402
     ratio_columns,
 )
 
-FRAMEWORKS = ("fastapi", "flask")
+FRAMEWORKS = ("fastapi", "flask", "django")
 WORKLOADS = {
     "repeated": "GET /items/42, the same path every request",
     "fresh": "GET /items/{id}, an id never seen before on every request",

@@ -1,6 +1,7 @@
 """Over HTTP: concmon against the bare app and the peers, on real servers loaded by wrk.
 
-uvicorn serves the FastAPI variants and gunicorn (gthread, 1 worker, 8 threads) the Flask ones,
+uvicorn serves the FastAPI variants and gunicorn (gthread, 1 worker, 8 threads) the Flask and
+Django ones,
 each variant in a server process of its own on 127.0.0.1. All the servers of a framework run at
 once, pinned to the last CPU where there are two or more, and ``wrk`` (one thread, pinned to the
 other CPUs) loads one of them at a time for a fixed number of seconds. Two endpoints:
@@ -9,7 +10,7 @@ events). Each round loads every variant once, in an order that turns every round
 second and the server's CPU time per request are medians over the rounds, ratios the medians of
 the per-round ratios. Before any load every server must answer both endpoints in full.
 
-    .venv/bin/python bench/peers.py [--frameworks fastapi,flask] [--rounds 6] [--seconds 3]
+    .venv/bin/python bench/peers.py [--frameworks fastapi,flask,django] [--rounds 6] [--seconds 3]
 
 Every server started here is stopped here; every load is bounded by wrk's duration and a
 timeout around it.
@@ -53,7 +54,7 @@ from bench.harness import (  # noqa: E402
 )
 
 HOST = "127.0.0.1"
-FRAMEWORKS = ("fastapi", "flask")
+FRAMEWORKS = ("fastapi", "flask", "django")
 ENDPOINTS = {
     "items": ("/items/", "GET /items/{id}, a new id on every request"),
     "stream": ("/stream", f"GET /stream, {STREAM_CHUNKS} server-sent events per response"),
@@ -78,12 +79,13 @@ def _argv(framework: str, port: int) -> list[str]:
         ]  # fmt: skip
     return [
         sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "8",
-        "-b", f"{HOST}:{port}", "--log-level", "warning", "bench.harness:flask_from_env()",
+        "-b", f"{HOST}:{port}", "--log-level", "warning", f"bench.harness:{framework}_from_env()",
     ]  # fmt: skip
 
 
-SERVERS = {"fastapi": "uvicorn", "flask": "gunicorn"}
-SERVER_NAMES = {"fastapi": "uvicorn, 1 worker", "flask": "gunicorn gthread, 1 worker, 8 threads"}
+SERVERS = {"fastapi": "uvicorn", "flask": "gunicorn", "django": "gunicorn"}
+_GTHREAD = "gunicorn gthread, 1 worker, 8 threads"
+SERVER_NAMES = {"fastapi": "uvicorn, 1 worker", "flask": _GTHREAD, "django": _GTHREAD}
 
 
 # -- CPUs and servers -----------------------------------------------------------------------------

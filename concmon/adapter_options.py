@@ -10,6 +10,7 @@ the docs' option tables are generated from the fields (:func:`options_table`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,12 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from concmon.request_start import DEFAULT_HEADER
-from concmon.settings import ConfigError, split_commas
+from concmon.settings import ConfigError, Settings, split_commas
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_JSON_PATH: Final = "/concurrency"
 """The path ``json_path=True`` stands for."""
+
+CORE_OPTIONS: Final = frozenset(Settings.model_fields)
+"""The core's settings, which an adapter's configuration may hold beside its own options (the
+Flask config, Django's ``CONCMON`` dict); they go to :func:`concmon.init_monitor`."""
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
@@ -275,6 +280,60 @@ class AdapterOptions(BaseModel):
         return "; ".join(problems)
 
 
+Seconds = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+"""A duration option: a number of seconds greater than 0."""
+
+
+class GateOptions(AdapterOptions):
+    """The admission gate's options (:mod:`concmon.gate`), for the adapters that have one."""
+
+    max_concurrency: Annotated[int, Field(strict=True, ge=1)] | None = option(
+        None,
+        "a whole number of at least 1, or None",
+        "Admission limit: at most this many requests inside the application at once.",
+    )
+    max_queue: Annotated[int, Field(strict=True, ge=0)] | None = option(
+        None,
+        "a whole number, 0 or more, or None (unbounded)",
+        "With `max_concurrency`: how many may wait; past it, 503 at once.",
+    )
+    queue_timeout: Seconds | None = option(
+        None,
+        "a number of seconds greater than 0, or None (wait forever)",
+        "With `max_concurrency`: seconds a request may wait before it gets a 503.",
+    )
+    retry_after: Annotated[int, Field(strict=True, ge=0)] | None = option(
+        None,
+        "a whole number of seconds, 0 or more",
+        "Seconds in the `Retry-After` header of a 503 from the gate.",
+        shown="`ceil(queue_timeout)` or 1",
+    )
+
+    @model_validator(mode="after")
+    def _gate_has_a_limit(self) -> Self:
+        if self.max_concurrency is None and (
+            self.max_queue is not None or self.queue_timeout is not None
+        ):
+            raise PydanticCustomError(
+                "needs_limit",
+                "max_queue and queue_timeout need max_concurrency (the limit they queue for)",
+            )
+        return self
+
+    @property
+    def retry_seconds(self) -> int:
+        """The ``Retry-After`` of a 503 from the gate: ``retry_after``, else the queue timeout
+        rounded up, else 1."""
+        if self.retry_after is not None:
+            return self.retry_after
+        return max(1, math.ceil(self.queue_timeout)) if self.queue_timeout is not None else 1
+
+
+def core_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The core's settings among ``values``, for :func:`concmon.init_monitor`."""
+    return {k: v for k, v in values.items() if k in CORE_OPTIONS}
+
+
 def _extra(model: type[BaseModel], name: str) -> dict[str, Any]:
     extra = model.model_fields[name].json_schema_extra
     return extra if isinstance(extra, dict) else {}
@@ -302,11 +361,15 @@ def options_table(model: type[AdapterOptions]) -> str:
 
 
 __all__ = [
+    "CORE_OPTIONS",
     "DEFAULT_JSON_PATH",
     "AdapterOptions",
     "FailedStatus",
     "Flag",
+    "GateOptions",
     "IPNetwork",
+    "Seconds",
+    "core_options",
     "option",
     "options_table",
 ]

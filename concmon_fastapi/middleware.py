@@ -39,7 +39,15 @@ from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate, ClientWatch, Verdict
 from concmon_fastapi.options import Options, Scope
 from concmon_fastapi.probe import start_probe, stop_probe
-from concmon_fastapi.routes import CATCH_ALL, NAMING_KEY, Naming, RouteNames, find_router
+from concmon_fastapi.routes import (
+    CATCH_ALL,
+    NAMING_KEY,
+    UNMATCHED,
+    LateNaming,
+    Naming,
+    RouteNames,
+    find_router,
+)
 
 logger = logging.getLogger("concmon")
 
@@ -64,7 +72,7 @@ class InstallOptions(TypedDict, total=False):
 
     exclude_paths: list[str] | tuple[str, ...] | frozenset[str] | set[str] | str
     names: dict[str, str]
-    name_for: Callable[[Scope], str] | None
+    name_for: Callable[[Scope], str | None] | None
     failed_status: int | Callable[[int], bool] | None
     max_concurrency: int | None
     max_queue: int | None
@@ -111,7 +119,7 @@ class _Exchange:
     ``send`` returned (a client already gone makes it raise: no first byte).
     """
 
-    __slots__ = ("_failed", "_receive", "_send", "pending", "scope", "status", "ticket")
+    __slots__ = ("_failed", "_receive", "_send", "late", "pending", "scope", "status", "ticket")
 
     def __init__(
         self, ticket: Ticket, scope: Scope, send: Send, receive: Receive, failed: FailedStatus
@@ -123,6 +131,7 @@ class _Exchange:
         self._failed = failed
         self.status = 0
         self.pending = True
+        self.late: LateNaming | None = None  # named once the response starts (name_for)
 
     def finish(self, outcome: Outcome) -> None:
         _close(self.ticket, self.scope, outcome)
@@ -142,6 +151,9 @@ class _Exchange:
         if kind == "http.response.start":
             status = self.status = message["status"]
             self.ticket.respond(status)
+            late = self.late
+            if late is not None:
+                late.tell(self.scope)
         elif kind == "http.response.pathsend":
             return self._last(message)
         return self._send(message)
@@ -187,8 +199,14 @@ def _hold(state: MiddlewareState) -> ConcurrencyMonitor:
 
 
 def _close(ticket: Ticket, scope: Scope, outcome: Outcome) -> None:
-    naming = scope.get(SCOPE_MARK)
-    if naming.__class__ is Naming and not ticket.routed and ticket.open:
+    naming: Naming | LateNaming | None = scope.get(SCOPE_MARK)
+    kind = naming.__class__
+    if (
+        naming is not None
+        and (kind is Naming or kind is LateNaming)
+        and not ticket.routed
+        and ticket.open
+    ):
         ticket.finish(outcome, naming.finish_name(scope))  # no route told its name
     else:
         ticket.finish(outcome)  # a no-op once closed
@@ -363,16 +381,23 @@ class ConcMonMiddleware:
             names = self._names = RouteNames(self._router, self._state.options.names)
         return names
 
-    def _fixed(self, scope: Scope) -> str:
+    def _fixed(self, scope: Scope) -> str | None:
         name_for = self._name_for
         return name_for(scope) if name_for is not None else self._fixed_name
 
     def _admit(self, group: EndpointGroup, scope: Scope) -> Ticket:
-        """The request's ticket; with a router, counted as routing until its route tells."""
+        """The request's ticket; with a router, counted as routing until its route tells, and
+        so with a ``name_for`` that cannot name it yet (it answered None)."""
         names = self._route_names()
         method = scope.get("method", "")
         if names is None:
-            return group.begin(self._fixed(scope), method)
+            name = self._fixed(scope)
+            if name is not None:
+                return group.begin(name, method)
+            ticket = group.admit(method)
+            assert self._name_for is not None
+            scope[SCOPE_MARK] = LateNaming(ticket, self._name_for, UNMATCHED)
+            return ticket
         ticket = group.admit(method)
         scope[SCOPE_MARK] = Naming(ticket, names)
         return ticket
@@ -408,6 +433,10 @@ class ConcMonMiddleware:
                         _queued_before(ticket, value)
                         break
             exchange = _Exchange(ticket, scope, send, receive, self._failed)
+            if self._name_for is not None:
+                late = scope[SCOPE_MARK]
+                if late.__class__ is LateNaming:
+                    exchange.late = late
             try:
                 await self.app(scope, exchange.receive, exchange.send)
             except BaseException as exc:
@@ -435,7 +464,7 @@ class ConcMonMiddleware:
             return receive if watch is None else watch.receive
         # Never routed: counted under the name no route handled.
         names = self._route_names()
-        name = names.unmatched if names is not None else self._fixed(scope)
+        name = names.unmatched if names is not None else (self._fixed(scope) or UNMATCHED)
         if verdict is Verdict.REJECTED:
             monitor.reject(name)
             await self._reject(send)

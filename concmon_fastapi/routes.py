@@ -22,9 +22,17 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
-from concmon import UNMATCHED, Ticket
+from concmon import UNMATCHED, Outcome, Ticket
 
-__all__ = ["CATCH_ALL", "NAMING_KEY", "UNMATCHED", "Naming", "RouteNames", "find_router"]
+__all__ = [
+    "CATCH_ALL",
+    "NAMING_KEY",
+    "UNMATCHED",
+    "LateNaming",
+    "Naming",
+    "RouteNames",
+    "find_router",
+]
 
 CATCH_ALL: Final = "/{path:path}"
 """The name of every request to an application that has no router to read templates from."""
@@ -288,3 +296,32 @@ def _effective(scope: Scope, obj: object) -> str | None:
         return None
     path = getattr(context, "path", None)
     return path if isinstance(path, str) else None
+
+
+class LateNaming:
+    """One request named by a ``name_for`` that could not name it yet (it answered None: the
+    application's router had not chosen): asked again when the response starts, and at the
+    end, when None means ``<unmatched>``."""
+
+    __slots__ = ("_name_for", "_unmatched", "ticket")
+
+    def __init__(
+        self, ticket: Ticket, name_for: Callable[[Scope], str | None], unmatched: str
+    ) -> None:
+        self.ticket = ticket
+        self._name_for = name_for
+        self._unmatched = unmatched
+
+    def tell(self, scope: Scope) -> None:
+        """The response starts: the router has chosen by now, if it ever does."""
+        name = self._name_for(scope)
+        if name is not None:
+            self.ticket.route(name)
+
+    def finish_name(self, scope: Scope) -> str:
+        try:
+            name = self._name_for(scope)
+        except BaseException:
+            self.ticket.finish(Outcome.FAILED, self._unmatched)  # nothing stays active
+            raise
+        return name if name is not None else self._unmatched

@@ -14,13 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final, Self
 
-from concmon import ConfigError, Settings
-from concmon.adapter_options import AdapterOptions, Flag, option
+from concmon import ConfigError
+from concmon.adapter_options import CORE_OPTIONS, AdapterOptions, Flag, core_options, option
 
 CONFIG_PREFIX: Final = "CONCMON_"
-
-CORE_OPTIONS: Final = frozenset(Settings.model_fields)
-"""The core's settings, accepted by field name and handed to :func:`concmon.init_monitor`."""
 
 
 class Options(AdapterOptions):
@@ -44,9 +41,7 @@ class Options(AdapterOptions):
         return super().parse({k: v for k, v in values.items() if k not in CORE_OPTIONS})
 
 
-def core_options(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The core's settings among ``values``, for :func:`concmon.init_monitor`."""
-    return {k: v for k, v in values.items() if k in CORE_OPTIONS}
+__all__ = ["CONFIG_PREFIX", "CORE_OPTIONS", "Options", "core_options", "from_config"]
 
 
 def from_config(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,9 @@ class Exchange:
         "_inner",
         "_owner",
         "ended",
+        "environ",
         "error",
+        "late",
         "method",
         "start_response",
         "status",
@@ -78,10 +80,18 @@ class Exchange:
         self._inner: Iterable[bytes] = ()
         self._done = False
         self.ended = False
+        # An ``endpoint`` that could not name the request at its start (it answered None):
+        # asked again when the response starts, and at the end.
+        self.late: Callable[[WSGIEnvironment], str | None] | None = None
+        self.environ: WSGIEnvironment | None = None
 
-    def open(self, name: str) -> Ticket:
-        """Begin counting the request under ``name``."""
-        ticket = self.ticket = self._owner._group.begin(name, self.method)
+    def open(self, name: str | None) -> Ticket:
+        """Begin counting the request under ``name``, or as routing until it is named (None)."""
+        group = self._owner._group
+        if name is not None:
+            ticket = self.ticket = group.begin(name, self.method)
+        else:
+            ticket = self.ticket = group.admit(self.method)
         if self.waited is not None:
             ticket.waited_before(self.waited)
         if self.status:  # the head went out before the request was named
@@ -99,6 +109,11 @@ class Exchange:
         if ticket is not None:
             code = status[:3]
             ticket.respond(int(code) if code.isdigit() else 0)
+            late = self.late
+            if late is not None and self.environ is not None:
+                name = late(self.environ)
+                if name is not None:
+                    ticket.route(name)
         return self.start_response(status, headers, exc_info)
 
     # -- the response iterable -----------------------------------------------------------------
@@ -160,6 +175,14 @@ class Exchange:
         ticket = self.ticket
         if ticket is None:
             return
+        late = self.late
+        if late is not None and not ticket.routed and self.environ is not None:
+            try:
+                name = late(self.environ) or UNMATCHED_NAME
+            except BaseException:
+                ticket.finish(_FAILED)  # a naming function that raises ends nothing open
+                raise
+            ticket.route(name)
         error = self.error
         if error is not None:
             ticket.finish(outcome_for(error))
@@ -217,7 +240,7 @@ class ConcMonWSGIMiddleware:
         self,
         app: WSGIApplication,
         *,
-        endpoint: Callable[[WSGIEnvironment], str] | None = path_endpoint,
+        endpoint: Callable[[WSGIEnvironment], str | None] | None = path_endpoint,
         monitor: ConcurrencyMonitor | None = None,
         options: Options | None = None,
         **values: Any,
@@ -275,7 +298,11 @@ class ConcMonWSGIMiddleware:
                 exchange.waited = seconds_waited(stamp, time.time())
         endpoint = self._endpoint
         if endpoint is not None:
-            exchange.open(endpoint(environ))
+            name = endpoint(environ)
+            exchange.open(name)
+            if name is None:  # the application routes first: counted as routing until then
+                exchange.late = endpoint
+                exchange.environ = environ
         # else: named once the application has matched the request
         try:
             result = self.app(environ, exchange.start)

@@ -5,6 +5,8 @@ If a change to the public surface breaks how users are expected to call it, mypy
 
 from __future__ import annotations
 
+from typing import Any
+
 import concmon
 from concmon import ConcurrencyMonitor, Outcome, Snapshot, get_monitor, track_task
 from concmon.snapshot import SnapshotDict
@@ -35,3 +37,19 @@ def usage() -> None:
     assert finished and balanced and again.active >= 0 and doubled == 2
     settings: concmon.Settings = concmon.load_settings(update_interval=1.0)
     assert settings.update_interval == 1.0
+
+
+def adapters_usage(asgi_app: Any, quart_app: Any) -> None:
+    """The ready-made resolvers, the Django test helper and the Django options, as documented."""
+    from concmon_django import Options
+    from concmon_django.testing import capture_reports
+    from concmon_fastapi import ConcMonMiddleware
+    from concmon_fastapi.resolvers import litestar_name, quart_name_for
+
+    ConcMonMiddleware(asgi_app, name_for=litestar_name)
+    ConcMonMiddleware(quart_app, name_for=quart_name_for(quart_app))
+    options: Options = Options.parse({"naming": "view", "update_interval": 1.0})
+    assert options.naming in ("route", "view")
+    with capture_reports() as reports:
+        report: Snapshot = reports.report()
+        assert report.active >= 0

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import FASTAPI_VARIANTS, FLASK_VARIANTS, missing_bench_extra
+from bench.harness import VARIANTS, missing_bench_extra
 from tests.bench import run_bench
 
 INSTALL_EXTRA = (
     "install it with: .venv/bin/pip install -e '.[bench]' (or bash scripts/bench-setup.sh)"
 )
 INSTALL_WRK = "install it as root with: apt-get install wrk (or bash scripts/bench-setup.sh)"
-VARIANTS = {"fastapi": FASTAPI_VARIANTS, "flask": FLASK_VARIANTS}
 
 
 def _ratio_rows(text: str, unit: str) -> list[str]:
@@ -32,8 +31,8 @@ def _ratio_rows(text: str, unit: str) -> list[str]:
 
 
 def _sections(text: str) -> dict[str, str]:
-    """The output of each framework, by name (the line ``fastapi (...)`` or ``flask on ...``)."""
-    parts = re.split(r"^(fastapi|flask)\b.*$", text, flags=re.MULTILINE)
+    """The output of each framework, by name (the line ``fastapi (...)``, ``flask on ...``)."""
+    parts = re.split(r"^(fastapi|flask|django)\b.*$", text, flags=re.MULTILINE)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
@@ -77,10 +76,10 @@ def inprocess_output() -> str:
 
 @pytest.mark.timeout(300)
 def test_inprocess_prints_every_workload_for_bare_and_concmon(inprocess_output: str) -> None:
-    """Both frameworks, the repeated path, fresh ids and the stream, whose lines give us per
+    """Every framework, the repeated path, fresh ids and the stream, whose lines give us per
     chunk; bare and concmon always, whatever else is installed."""
     sections = _sections(inprocess_output)
-    assert set(sections) == {"fastapi", "flask"}
+    assert set(sections) == {"fastapi", "flask", "django"}
     for framework, text in sections.items():
         blocks = re.split(r"^ GET ", text, flags=re.MULTILINE)[1:]
         assert [b.split(",", 1)[0] for b in blocks] == ["/items/42", "/items/{id}", "/stream"]
@@ -120,7 +119,7 @@ def test_peers_prints_requests_per_second_on_both_endpoints(peers_output: str) -
     """Real servers loaded by wrk: a req/s line with its ratio for bare and concmon on the
     trivial and the streaming endpoint of each framework."""
     sections = _sections(peers_output)
-    assert set(sections) == {"fastapi", "flask"}
+    assert set(sections) == {"fastapi", "flask", "django"}
     for framework, text in sections.items():
         blocks = re.split(r"^ GET ", text, flags=re.MULTILINE)[1:]
         assert [b.split(",", 1)[0] for b in blocks] == ["/items/{id}", "/stream"]

@@ -9,10 +9,11 @@ import pytest
 
 from concmon import ConfigError
 from concmon.adapter_options import AdapterOptions, FailedStatus, options_table
+from concmon_django.options import Options as DjangoOptions
 from concmon_fastapi.options import Options as FastAPIOptions
 from concmon_flask.options import Options as FlaskOptions
 
-ADAPTERS = [FastAPIOptions, FlaskOptions]
+ADAPTERS = [FastAPIOptions, FlaskOptions, DjangoOptions]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -137,11 +138,12 @@ def test_options_table_lists_every_option_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "page"), [(FastAPIOptions, "fastapi.md"), (FlaskOptions, "flask.md")]
+    ("model", "page"),
+    [(FastAPIOptions, "fastapi.md"), (FlaskOptions, "flask.md"), (DjangoOptions, "django.md")],
 )
 def test_each_adapter_page_carries_its_generated_table(
     model: type[AdapterOptions], page: str
 ) -> None:
-    """docs/fastapi.md and docs/flask.md hold options_table() of their model, unchanged."""
+    """Each adapter's docs page holds options_table() of its model, unchanged."""
     table = options_table(model)
     assert table in (DOCS / page).read_text(), table
