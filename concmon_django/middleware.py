@@ -294,6 +294,20 @@ class ConcMonMiddleware:
             return self.get_response(request)
         if self._prefixes and path.startswith(self._prefixes):
             return self.get_response(request)
+        ticket = self._admit(request)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:
+            ticket.finish(outcome_for(type(exc)), self._namer(request.resolver_match))
+            raise
+        ticket.respond(response.status_code)
+        if response.streaming:
+            return self._stream(request, ticket, response, None)
+        self._finish_whole(ticket, response.status_code)
+        return response
+
+    def _admit(self, request: HttpRequest) -> Ticket:
+        """Count the request as routing (process_view names it), with the proxy's stamp."""
         ticket = self._group.admit(request.method or "")
         request.__dict__[TICKET_ATTRIBUTE] = ticket
         header = self._request_start
@@ -301,23 +315,17 @@ class ConcMonMiddleware:
             stamp = request.META.get(header)
             if stamp is not None:
                 _queued_before(ticket, stamp)
-        try:
-            response = self.get_response(request)
-        except BaseException as exc:
-            ticket.finish(outcome_for(type(exc)), self._namer(request.resolver_match))
-            raise
-        status = response.status_code
-        ticket.respond(status)
-        if response.streaming:
-            return self._stream(request, ticket, response, None)
-        ticket.first_byte()  # the body is whole: it goes with the head
+        return ticket
+
+    def _finish_whole(self, ticket: Ticket, status: int) -> None:
+        """A response with its whole body: the first byte goes with the head; failed by status.
+
+        Resolved requests were routed in process_view: ``unmatched`` names the rest.
+        """
+        ticket.first_byte()
         threshold = self._threshold
-        if status >= threshold if threshold is not None else self._failed(status):
-            ticket.finish(_FAILED, self._unmatched)
-        else:
-            # Resolved requests were routed in process_view: ``unmatched`` names the rest.
-            ticket.finish(_OK, self._unmatched)
-        return response
+        failed = status >= threshold if threshold is not None else self._failed(status)
+        ticket.finish(_FAILED if failed else _OK, self._unmatched)
 
     # -- the async path ----------------------------------------------------------------------
 
@@ -341,27 +349,17 @@ class ConcMonMiddleware:
                 return rejected
         release = gate.release if gate is not None else None
         try:
-            ticket = self._group.admit(request.method or "")
-            request.__dict__[TICKET_ATTRIBUTE] = ticket
-            header = self._request_start
-            if header is not None:
-                stamp = request.META.get(header)
-                if stamp is not None:
-                    _queued_before(ticket, stamp)
+            ticket = self._admit(request)
             try:
                 response = await get_response(request)
             except BaseException as exc:
                 ticket.finish(outcome_for(type(exc)), self._namer(request.resolver_match))
                 raise
-            status = response.status_code
-            ticket.respond(status)
+            ticket.respond(response.status_code)
             if response.streaming:
                 response = self._stream(request, ticket, response, release)
             else:
-                ticket.first_byte()
-                threshold = self._threshold
-                failed = status >= threshold if threshold is not None else self._failed(status)
-                ticket.finish(_FAILED if failed else _OK, self._unmatched)
+                self._finish_whole(ticket, response.status_code)
         except BaseException:
             if release is not None:
                 release()
