@@ -163,6 +163,9 @@ class AdapterOptions(BaseModel):
 
     adapter: ClassVar[str] = "concmon"
     """The package the options belong to; every message starts with it."""
+    beside_core: ClassVar[bool] = False
+    """Whether the options come in one mapping with the core's settings (Flask's config,
+    Django's ``CONCMON``): the core's names are then accepted and left to ``init_monitor``."""
 
     exclude_paths: Annotated[tuple[str, ...], PlainValidator(_exclude_paths)] = option(
         (),
@@ -249,11 +252,14 @@ class AdapterOptions(BaseModel):
     @classmethod
     def option_names(cls) -> frozenset[str]:
         """Every name ``parse`` accepts."""
-        return frozenset(cls.model_fields)
+        names = frozenset(cls.model_fields)
+        return names | CORE_OPTIONS if cls.beside_core else names
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> Self:
         """Check ``values`` (option name -> value); raises :class:`ConfigError` on bad ones."""
+        if cls.beside_core:
+            values = {k: v for k, v in values.items() if k not in CORE_OPTIONS}
         try:
             return cls.model_validate(dict(values))
         except ValidationError as exc:

@@ -10,12 +10,12 @@ as for the other adapters. The option table in docs/django.md is ``options_table
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Final, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import PlainValidator
 
 from concmon import ConfigError
-from concmon.adapter_options import CORE_OPTIONS, Flag, GateOptions, option
+from concmon.adapter_options import Flag, GateOptions, option
 
 SETTING: Final = "CONCMON"
 """The name of the Django setting holding the options."""
@@ -45,6 +45,7 @@ class Options(GateOptions):
     """The checked options of the Django adapter; see docs/django.md for what each one does."""
 
     adapter: ClassVar[str] = "concmon_django"
+    beside_core: ClassVar[bool] = True  # one CONCMON dict holds both
 
     naming: Annotated[Naming, PlainValidator(_naming)] = option(
         "route",
@@ -63,15 +64,6 @@ class Options(GateOptions):
         "true or false",
         "Start the reporting thread in `AppConfig.ready()` (tests switch it off).",
     )
-
-    @classmethod
-    def option_names(cls) -> frozenset[str]:
-        return super().option_names() | CORE_OPTIONS
-
-    @classmethod
-    def parse(cls, values: Mapping[str, Any]) -> Self:
-        """Check the adapter's options in ``values``; the core's are left to ``init_monitor``."""
-        return super().parse({k: v for k, v in values.items() if k not in CORE_OPTIONS})
 
 
 def from_settings(settings: Any) -> dict[str, Any]:

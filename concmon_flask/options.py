@@ -12,7 +12,7 @@ The option table in docs/flask.md is ``options_table(Options)``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Final
 
 from concmon import ConfigError
 from concmon.adapter_options import CORE_OPTIONS, AdapterOptions, Flag, core_options, option
@@ -24,21 +24,13 @@ class Options(AdapterOptions):
     """The checked adapter options; see docs/flask.md for what each one does."""
 
     adapter: ClassVar[str] = "concmon_flask"
+    beside_core: ClassVar[bool] = True  # one Flask config holds both
 
     start_reporter: Flag = option(
         True,
         "true or false",
         "Start the reporting thread (tests and benchmarks switch it off).",
     )
-
-    @classmethod
-    def option_names(cls) -> frozenset[str]:
-        return super().option_names() | CORE_OPTIONS
-
-    @classmethod
-    def parse(cls, values: Mapping[str, Any]) -> Self:
-        """Check the adapter's options in ``values``; the core's are left to ``init_monitor``."""
-        return super().parse({k: v for k, v in values.items() if k not in CORE_OPTIONS})
 
 
 __all__ = ["CONFIG_PREFIX", "CORE_OPTIONS", "Options", "core_options", "from_config"]
