@@ -286,6 +286,19 @@ class AdapterOptions(BaseModel):
         return "; ".join(problems)
 
 
+def _names(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        return dict(value)
+    raise ValueError("invalid")
+
+
+Names = Annotated[dict[str, str], PlainValidator(_names)]
+"""A renaming option: endpoint name to the name shown (non-empty strings; None for none)."""
+
 Seconds = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 """A duration option: a number of seconds greater than 0."""
 
@@ -374,6 +387,7 @@ __all__ = [
     "Flag",
     "GateOptions",
     "IPNetwork",
+    "Names",
     "Seconds",
     "core_options",
     "option",

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 from pydantic import PlainValidator
 
 from concmon import ConfigError
-from concmon.adapter_options import Flag, GateOptions, option
+from concmon.adapter_options import Flag, GateOptions, Names, option
 
 SETTING: Final = "CONCMON"
 """The name of the Django setting holding the options."""
@@ -31,16 +31,6 @@ def _naming(value: Any) -> Naming:
     raise ValueError("invalid")
 
 
-def _names(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping) and all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-    ):
-        return dict(value)
-    raise ValueError("invalid")
-
-
 class Options(GateOptions):
     """The checked options of the Django adapter; see docs/django.md for what each one does."""
 
@@ -53,7 +43,7 @@ class Options(GateOptions):
         "Name requests by the URL pattern Django resolved (`resolver_match.route`, include() "
         'prefixes joined: `api/items/<int:pk>/`), or by its view name (`"items:detail"`).',
     )
-    names: Annotated[dict[str, str], PlainValidator(_names)] = option(
+    names: Names = option(
         {},
         "a mapping of endpoint names to non-empty names",
         'Rename endpoints: name to shown name (`{"api/items/<int:pk>/": "item"}`); '

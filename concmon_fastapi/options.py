@@ -10,24 +10,14 @@ stack lazily). The option table in docs/fastapi.md is ``options_table(Options)``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Annotated, Any, ClassVar
 
 from pydantic import PlainValidator
 
-from concmon.adapter_options import GateOptions, Seconds, option
+from concmon.adapter_options import GateOptions, Names, Seconds, option
 
 Scope = MutableMapping[str, Any]
-
-
-def _names(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping) and all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-    ):
-        return dict(value)
-    raise ValueError("invalid")
 
 
 def _name_for(value: object) -> Callable[[Scope], str | None] | None:
@@ -41,7 +31,7 @@ class Options(GateOptions):
 
     adapter: ClassVar[str] = "concmon_fastapi"
 
-    names: Annotated[dict[str, str], PlainValidator(_names)] = option(
+    names: Names = option(
         {},
         "a mapping of route templates to non-empty names",
         'Rename endpoints: route template to name (`{"/items/{item_id}": "item"}`); '
