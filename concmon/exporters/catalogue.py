@@ -124,6 +124,19 @@ class Histogram:
     unit: str = "s"
 
 
+def added_since(now: Distribution, before: Distribution | None) -> Distribution:
+    """What the lifetime distribution ``now`` holds beyond ``before``, the same series as the
+    exporter last sent it; all of ``now`` when there was none, or when the series restarted
+    (a new process: another set of bounds, or a bucket holding fewer than before)."""
+    if before is None:
+        return now
+    if before.bounds != now.bounds or any(
+        b > a for a, b in zip(now.counts, before.counts, strict=False)
+    ):
+        return now
+    return now.minus(before)
+
+
 def stand_ins(added: Distribution) -> Iterator[tuple[float, int]]:
     """``(value, how many)`` to record (or send) so that a histogram on ``added.bounds`` gains
     exactly ``added``, for the exporters that take single values, not bucket counts.

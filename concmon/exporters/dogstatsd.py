@@ -32,7 +32,7 @@ import time
 
 from datadog.dogstatsd.base import DogStatsd
 
-from concmon.exporters.catalogue import HISTOGRAMS, METRICS, stand_ins
+from concmon.exporters.catalogue import HISTOGRAMS, METRICS, added_since, stand_ins
 from concmon.exporters.config import ExporterSettings, load_exporter_settings
 from concmon.hookspecs import hookimpl
 from concmon.host import Figures, ProcessReports
@@ -136,14 +136,8 @@ class DogStatsDSink:
         self, client: DogStatsd, metric: str, now: Distribution, tags: list[str]
     ) -> None:
         key = (metric, tuple(tags))
-        before = self._sent.get(key)
+        added = added_since(now, self._sent.get(key))
         self._sent[key] = now
-        # As with counts: smaller counts than last time mean a new process, all of it is new.
-        restarted = before is not None and (
-            before.bounds != now.bounds
-            or any(b > a for a, b in zip(now.counts, before.counts, strict=False))
-        )
-        added = now if before is None or restarted else now.minus(before)
         for value, n in stand_ins(added):
             # The client drops a sampled packet at random; this one stands for n values and
             # must always go: sent unsampled, with the rate that tells the agent its weight.

@@ -30,7 +30,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 
 from concmon import __version__
-from concmon.exporters.catalogue import HISTOGRAMS, METRICS, Metric, stand_ins
+from concmon.exporters.catalogue import HISTOGRAMS, METRICS, Metric, added_since, stand_ins
 from concmon.exporters.catalogue import Histogram as HistogramEntry
 from concmon.exporters.config import load_exporter_settings
 from concmon.exporters.figures import live_figures
@@ -57,12 +57,7 @@ class _Replay:
 
     def record(self, figures: Figures) -> None:
         for key, now in self.entry.read(figures).items():
-            before = self.recorded.get(key)
-            restarted = before is not None and (
-                before.bounds != now.bounds
-                or any(b > a for a, b in zip(now.counts, before.counts, strict=False))
-            )
-            added = now if before is None or restarted else now.minus(before)
+            added = added_since(now, self.recorded.get(key))
             self.recorded[key] = now
             if not added.count:
                 continue
