@@ -12,7 +12,11 @@ or None when the value cannot be one; it is framework-free, so both adapters sha
 from __future__ import annotations
 
 import math
-from typing import Final
+import time
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from concmon.monitor import Ticket
 
 DEFAULT_HEADER: Final = "x-request-start"
 """The header read when the adapters' ``request_start_header`` option is not given."""
@@ -65,9 +69,24 @@ def seconds_waited(value: str | bytes | None, now: float) -> float | None:
     return waited if waited > 0.0 else 0.0
 
 
+def tell_waited(ticket: Ticket, stamp: str | bytes) -> None:
+    """Tell ``ticket`` how long its request queued before the application, from the proxy's
+    ``stamp`` read now; nothing without a believable one."""
+    waited = seconds_waited(stamp, time.time())
+    if waited is not None:
+        ticket.waited_before(waited)
+
+
 def environ_key(header: str) -> str:
     """The WSGI environ key of the request header ``header`` (``HTTP_X_REQUEST_START``)."""
     return "HTTP_" + header.upper().replace("-", "_")
 
 
-__all__ = ["DEFAULT_HEADER", "FUTURE_SKEW_S", "MAX_WAIT_S", "environ_key", "seconds_waited"]
+__all__ = [
+    "DEFAULT_HEADER",
+    "FUTURE_SKEW_S",
+    "MAX_WAIT_S",
+    "environ_key",
+    "seconds_waited",
+    "tell_waited",
+]

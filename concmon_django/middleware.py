@@ -30,7 +30,6 @@ requests back (``max_concurrency``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final
 
@@ -42,7 +41,7 @@ from django.urls import ResolverMatch
 
 from concmon import UNMATCHED, Outcome, Ticket, get_monitor, outcome_for
 from concmon.endpoints import TEXT, Answer, answer, forwarding_header
-from concmon.request_start import environ_key, seconds_waited
+from concmon.request_start import environ_key, tell_waited
 from concmon_django import adapter as _adapter
 from concmon_django.options import Options
 
@@ -314,7 +313,7 @@ class ConcMonMiddleware:
         if header is not None:
             stamp = request.META.get(header)
             if stamp is not None:
-                _queued_before(ticket, stamp)
+                tell_waited(ticket, stamp)
         return ticket
 
     def _finish_whole(self, ticket: Ticket, status: int) -> None:
@@ -453,14 +452,6 @@ class ConcMonMiddleware:
                 k[5:].lower().replace("_", "-") for k in meta if k[:5] == "HTTP_"
             ),
         )
-
-
-def _queued_before(ticket: Ticket, stamp: str) -> None:
-    """Tell ``ticket`` how long the request queued before Django, from the proxy's ``stamp``
-    (see :mod:`concmon.request_start`); nothing without a believable one."""
-    waited = seconds_waited(stamp, time.time())
-    if waited is not None:
-        ticket.waited_before(waited)
 
 
 def _response(reply: Answer) -> HttpResponse:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, TypedDict, Unpack
 
@@ -34,7 +33,7 @@ from concmon import (
 )
 from concmon.adapter_options import FailedStatus
 from concmon.endpoints import TEXT, Answer, MachineEndpoints, answer, forwarding_header
-from concmon.request_start import seconds_waited
+from concmon.request_start import tell_waited
 from concmon_fastapi.background import count_background_tasks
 from concmon_fastapi.gate import AdmissionGate, ClientWatch, Verdict
 from concmon_fastapi.options import Options, Scope
@@ -178,14 +177,6 @@ class _Exchange:
         if message["type"] == "http.disconnect":
             self.finish(_CANCELLED)  # a no-op once the response is complete
         return message
-
-
-def _queued_before(ticket: Ticket, stamp: bytes) -> None:
-    """Tell ``ticket`` how long the request queued before the application, from the proxy's
-    ``stamp`` (see :mod:`concmon.request_start`); nothing without a believable one."""
-    waited = seconds_waited(stamp, time.time())
-    if waited is not None:
-        ticket.waited_before(waited)
 
 
 def _hold(state: MiddlewareState) -> ConcurrencyMonitor:
@@ -430,7 +421,7 @@ class ConcMonMiddleware:
             if header is not None:
                 for key, value in scope.get("headers", ()):
                     if key == header:
-                        _queued_before(ticket, value)
+                        tell_waited(ticket, value)
                         break
             exchange = _Exchange(ticket, scope, send, receive, self._failed)
             if self._name_for is not None:
