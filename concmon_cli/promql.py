@@ -16,21 +16,21 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from concmon.exporters.catalogue import HISTOGRAMS as CATALOGUE_HISTOGRAMS
 from concmon_cli.errors import CliError
 
 SPLIT: Final = "instance"
 """The label that tells replicas apart: Prometheus gives every target one."""
 
-HISTOGRAMS: Final = (
-    ("", "duration", "concmon_request_duration_seconds", "endpoint"),
-    ("", "head", "concmon_response_head_seconds", "endpoint"),
-    ("", "ttfb", "concmon_time_to_first_byte_seconds", "endpoint"),
-    ("", "queued", "concmon_request_queued_before_app_seconds", "endpoint"),
-    ("ws_", "duration", "concmon_websocket_connection_duration_seconds", "endpoint"),
-    ("bg_", "duration", "concmon_background_task_duration_seconds", "task"),
+_PREFIXES: Final = {"endpoints": "", "websockets": "ws_", "background": "bg_"}
+
+HISTOGRAMS: Final = tuple(
+    (_PREFIXES[h.section], h.distribution, h.prometheus, h.labels[0])
+    for h in CATALOGUE_HISTOGRAMS
+    if h.prometheus is not None
 )
 """(section prefix, distribution of :class:`~concmon.snapshot.EndpointStats`, histogram, its
-name label): the histograms whose buckets make each instance's distributions."""
+name label): the catalogue's histograms, whose buckets make each instance's distributions."""
 
 _NAME: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
 _STRING: Final = r'"(?:[^"\\\n]|\\.)*"' + r"|'(?:[^'\\\n]|\\.)*'" + r"|`[^`]*`"

@@ -29,7 +29,6 @@ Values = dict[tuple[str, ...], float]
 Reader = Callable[[Figures], Values]
 Distributions = dict[tuple[str, ...], Distribution]
 """Label values -> the lifetime distribution of that series."""
-DistributionReader = Callable[[Figures], Distributions]
 Section = Callable[[Snapshot], Mapping[str, EndpointStats]]
 
 OUTCOMES: Final = ("ok", "failed", "cancelled", "lost")
@@ -116,12 +115,26 @@ class Histogram:
 
     labels: tuple[str, ...]
     help: str
-    read: DistributionReader
+    section: Literal["endpoints", "websockets", "background"]
+    """The snapshot's section the series are read from, one per name."""
+    distribution: str
+    """Which of :data:`concmon.snapshot.DISTRIBUTIONS` (its lifetime reading)."""
     prometheus: str | None = None
     """The family name, ending in ``_seconds``."""
     otel: str | None = None
     statsd: str | None = None
     unit: str = "s"
+    sparse: bool = False
+    """Only the series that counted something (the time queued before the application)."""
+
+    def read(self, figures: Figures) -> Distributions:
+        found: Distributions = {}
+        stats_by_name: Mapping[str, EndpointStats] = getattr(figures.snapshot, self.section)
+        for name, stats in stats_by_name.items():
+            distribution = stats.distribution(self.distribution, lifetime=True)
+            if distribution is not None and (distribution.count or not self.sparse):
+                found[(name,)] = distribution
+        return found
 
 
 def added_since(now: Distribution, before: Distribution | None) -> Distribution:
@@ -213,18 +226,6 @@ def _by_response(section: Section) -> Reader:
                 if rest or not by_outcome[outcome]:
                     values[series] = values.get(series, 0) + rest
         return values
-
-    return read
-
-
-def _lifetime(section: Section, name: str, sparse: bool = False) -> DistributionReader:
-    def read(figures: Figures) -> Distributions:
-        found: Distributions = {}
-        for endpoint, stats in section(figures.snapshot).items():
-            distribution = stats.distribution(name, lifetime=True)
-            if distribution is not None and (distribution.count or not sparse):
-                found[(endpoint,)] = distribution
-        return found
 
     return read
 
@@ -323,7 +324,8 @@ CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
     Histogram(
         ("endpoint",),
         "Duration of the HTTP requests, from admission to the end of the response.",
-        _lifetime(_endpoints, "duration"),
+        "endpoints",
+        "duration",
         prometheus="concmon_request_duration_seconds",
         otel="concmon.request.duration",
         statsd="request.duration",
@@ -331,7 +333,8 @@ CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
     Histogram(
         ("endpoint",),
         "Time from admission to the response head (status line and headers) going out.",
-        _lifetime(_endpoints, "head"),
+        "endpoints",
+        "head",
         prometheus="concmon_response_head_seconds",
         otel="concmon.response.head",
         statsd="response.head",
@@ -340,7 +343,8 @@ CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
         ("endpoint",),
         "Time from admission to the first byte of the response body (time to first token of "
         "a stream).",
-        _lifetime(_endpoints, "ttfb"),
+        "endpoints",
+        "ttfb",
         prometheus="concmon_time_to_first_byte_seconds",
         otel="concmon.response.time_to_first_byte",
         statsd="response.time_to_first_byte",
@@ -348,10 +352,12 @@ CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
     Histogram(
         ("endpoint",),
         "Time HTTP requests queued before the application, from a proxy's X-Request-Start.",
-        _lifetime(_endpoints, "queued", sparse=True),
+        "endpoints",
+        "queued",
         prometheus="concmon_request_queued_before_app_seconds",
         otel="concmon.request.queued_before_app",
         statsd="request.queued_before_app",
+        sparse=True,
     ),
     Metric(
         "gauge",
@@ -422,7 +428,8 @@ CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
     Histogram(
         ("endpoint",),
         "How long WebSocket connections stayed open.",
-        _lifetime(_websockets, "duration"),
+        "websockets",
+        "duration",
         prometheus="concmon_websocket_connection_duration_seconds",
         otel="concmon.websocket_connection.duration",
         statsd="websocket_connection.duration",
@@ -458,7 +465,8 @@ CATALOGUE: Final[tuple[Metric | Summary | Histogram, ...]] = (
     Histogram(
         ("task",),
         "Duration of the background tasks.",
-        _lifetime(_background, "duration"),
+        "background",
+        "duration",
         prometheus="concmon_background_task_duration_seconds",
         otel="concmon.background_task.duration",
         statsd="background_task.duration",
