@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ from concmon_fastapi import ConcMonMiddleware, install
 from tests.fastapi.apps import Latch
 from tests.fastapi.conftest import snap
 from tests.servers import HOST, uvicorn_thread
+from tests.timing import STAMP_FORMS, count, settled, total
 
 pytestmark = pytest.mark.slow
 
@@ -99,33 +99,6 @@ def server(hooks: Hooks) -> Iterator[str]:
     finally:
         hooks.release.set()
         hooks.rest.set()
-
-
-def endpoint(url: str, name: str) -> dict[str, Any]:
-    """The endpoint's figures as the server's JSON endpoint shows them now."""
-    data: dict[str, Any] = httpx.get(f"{url}/concurrency", timeout=20).json()
-    return data["endpoints"].get(name, {})
-
-
-def settled(url: str, name: str, completed: int) -> dict[str, Any]:
-    """The endpoint's figures once ``completed`` requests to it have finished (bounded)."""
-    deadline = time.monotonic() + 20
-    while True:
-        figures = endpoint(url, name)
-        if figures.get("completed") == completed and figures.get("active") == 0:
-            return figures
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name}: {completed} finished not reached: {figures}")
-        time.sleep(0.01)
-
-
-def count(figures: dict[str, Any], distribution: str) -> int:
-    value = figures.get(f"{distribution}_all")
-    return 0 if value is None else int(value["count"])
-
-
-def total(figures: dict[str, Any], distribution: str) -> float:
-    return float(figures[f"{distribution}_all"]["sum_s"])
 
 
 @pytest.mark.parametrize("media", ["text/event-stream", "text/plain"])
@@ -204,13 +177,7 @@ def test_exceptions_count_failed_with_the_status_the_app_sent(server: str) -> No
     assert (count(boom, "duration"), count(boom, "head"), count(boom, "ttfb")) == (1, 0, 0)
 
 
-WAITS = {
-    "nginx, t= and seconds with 3 decimals": (2.0, lambda s: f"t={s:.3f}"),
-    "seconds, no decimals": (3.0, lambda s: f"{math.floor(s)}"),
-    "seconds, 6 decimals": (1.5, lambda s: f"{s:.6f}"),
-    "t= and milliseconds": (4.0, lambda s: f"t={math.floor(s * 1e3)}"),
-    "microseconds": (5.0, lambda s: f"{math.floor(s * 1e6)}"),
-}
+WAITS = STAMP_FORMS
 
 
 def test_request_start_in_every_unit_is_a_queued_sample(server: str) -> None:

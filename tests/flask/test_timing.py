@@ -9,7 +9,6 @@ test and only lower bounds are asserted: a loaded machine makes everything slowe
 from __future__ import annotations
 
 import contextlib
-import math
 import socket
 import threading
 import time
@@ -28,6 +27,7 @@ from tests.flask.apps import build_app
 from tests.flask.serving import werkzeug_thread
 from tests.flask.wsgi_driver import Call
 from tests.servers import HOST, free_port, server_process
+from tests.timing import STAMP_FORMS, count, reached, settled, total
 
 pytestmark = pytest.mark.slow
 
@@ -87,37 +87,6 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     else:
         with gunicorn_served(tmp_path) as server:
             yield server
-
-
-def endpoint(url: str, name: str) -> dict[str, Any]:
-    """The endpoint's figures as the server's JSON endpoint shows them now."""
-    data: dict[str, Any] = httpx.get(f"{url}/concurrency", timeout=20).json()
-    return data["endpoints"].get(name, {})
-
-
-def reached(url: str, name: str, what: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """The endpoint's figures once ``what`` holds for them (bounded)."""
-    deadline = time.monotonic() + 20
-    while True:
-        figures = endpoint(url, name)
-        if figures and what(figures):
-            return figures
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name}: not reached: {figures}")
-        time.sleep(0.01)
-
-
-def settled(url: str, name: str, completed: int) -> dict[str, Any]:
-    return reached(url, name, lambda f: f["completed"] == completed and f["active"] == 0)
-
-
-def count(figures: dict[str, Any], distribution: str) -> int:
-    value = figures.get(f"{distribution}_all")
-    return 0 if value is None else int(value["count"])
-
-
-def total(figures: dict[str, Any], distribution: str) -> float:
-    return float(figures[f"{distribution}_all"]["sum_s"])
 
 
 def test_held_first_chunk_is_the_time_to_first_byte(served: Served) -> None:
@@ -196,13 +165,7 @@ def test_status_classes_methods_and_errors_label_the_responses(served: Served) -
     assert [count(boom, d) for d in ("duration", "head", "ttfb")] == [1, 1, 1]
 
 
-WAITS = {
-    "nginx, t= and seconds with 3 decimals": (2.0, lambda s: f"t={s:.3f}"),
-    "seconds, no decimals": (3.0, lambda s: f"{math.floor(s)}"),
-    "seconds, 6 decimals": (1.5, lambda s: f"{s:.6f}"),
-    "t= and milliseconds": (4.0, lambda s: f"t={math.floor(s * 1e3)}"),
-    "microseconds": (5.0, lambda s: f"{math.floor(s * 1e6)}"),
-}
+WAITS = STAMP_FORMS
 
 
 def test_request_start_in_every_unit_is_a_queued_sample(served: Served) -> None:
