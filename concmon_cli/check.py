@@ -18,7 +18,7 @@ requests, so 1 is about one request stuck for a whole interval.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from concmon.host import HostView
@@ -104,15 +104,7 @@ class Verdict:
 
     def with_finding(self, finding: Finding, *, first: bool = False) -> Verdict:
         findings = (finding, *self.findings) if first else (*self.findings, finding)
-        return Verdict(
-            self.total,
-            self.failed_rate,
-            self.rate_scope,
-            self.age_s,
-            self.limits,
-            findings,
-            self.littles_law,
-        )
+        return replace(self, findings=findings)
 
     def line(self) -> str:
         """One status line: ``STATE - what | perfdata``."""
