@@ -107,8 +107,7 @@ class Exchange:
         self.status = status
         ticket = self.ticket
         if ticket is not None:
-            code = status[:3]
-            ticket.respond(int(code) if code.isdigit() else 0)
+            ticket.respond(_code(status))
             late = self.late
             if late is not None and self.environ is not None:
                 name = late(self.environ)
